@@ -1,0 +1,271 @@
+"""DMCCallback: measures each source's Data-Model Compatibility during training and reshapes the mixture.
+
+At fit start and every ``every_n_steps`` optimiser steps, on fixed probes drawn once per source:
+
+* R (relative difficulty) and the pooled learnability from one no-grad forward pass over the probe
+  trajectories (the same statistics code as the training loss), every rank scoring an even shard;
+* C (capability) by greedy generation on the probe questions, on its own cadence
+  (``capability_every_n_steps``) and held fixed in between;
+* Q (quality) once, from all of the source's trajectories against their reference answers.
+
+Per-item statistics are all-reduced as float64 sums, so every rank computes the same DMC; rank 0's
+weights are broadcast anyway, so floating-point differences can never split the ranks' data streams. The
+new weights go to the sampler and apply from the next optimiser step. Everything is logged (``dmc/*``,
+``mixture/*``) and a stacked-area figure of the mixture is written to TensorBoard and ``mixture.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from lit_distill.callbacks.probing import answer_rows, score_rows
+from lit_distill.callbacks.reporting import add_figure, log_metrics, mixture_figure
+from lit_distill.distributed import broadcast_object
+from lit_distill.scoring.dmc import DMCConfig, ProbeItems, compute_dmc, quality
+from lit_distill.scoring.policies import HardSwitchState, MixturePolicyConfig, next_mixture
+
+log = logging.getLogger(__name__)
+_NEEDS_CAPABILITY = ("A", "B", "E")
+
+
+class ScoringError(RuntimeError):
+    """A scoring pass failed; training stops rather than continuing on stale weights."""
+
+
+class DMCCallback(pl.Callback):
+    """Dynamic DMC-driven dataset mixture (methods.md section 3).
+
+    Args:
+        dmc: Which DMC variant and its constants (A = Q(1-C)exp(-kappa(R-1)) by default;
+            B to E are the alternatives of methods.md 3.2).
+        policy: How DMC becomes weights: softmax over z-scored DMC with a coverage floor and EMA, or hard
+            switching with hysteresis.
+        every_n_steps: Optimiser steps between evaluations (the forward-only terms R and learnability).
+        capability_every_n_steps: Steps between capability (generation) measurements; default
+            ``every_n_steps``; 0 measures it only at fit start.
+        probe_size: Trajectories per source in the fixed probe (forward terms).
+        probe_questions: Problems per source whose questions the student answers (capability).
+        batch_size: Sequences per scoring forward pass / prompts per generation batch.
+        max_new_tokens: Generation budget for capability; default the model's evaluation budget.
+        top_k: Brier top-K for the pooled learnability (variant C).
+        apply: Reshape the mixture (True) or only measure and log (False).
+        apply_at_start: Use the DMC at step 0 for the first steps (static DMC selection); otherwise keep the
+            configured initial mixture until the first periodic evaluation.
+        seed: Seed of the probe draw.
+    """
+
+    def __init__(
+        self,
+        dmc: DMCConfig | None = None,
+        policy: MixturePolicyConfig | None = None,
+        every_n_steps: int = 100,
+        capability_every_n_steps: int | None = None,
+        probe_size: int = 64,
+        probe_questions: int = 32,
+        batch_size: int = 32,
+        max_new_tokens: int | None = None,
+        top_k: int = 50,
+        apply: bool = True,
+        apply_at_start: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if every_n_steps < 1:
+            raise ValueError("every_n_steps must be >= 1")
+        self.config = dmc or DMCConfig()
+        self.policy = policy or MixturePolicyConfig()
+        self.every_n_steps = every_n_steps
+        self.capability_every = (
+            every_n_steps if capability_every_n_steps is None else capability_every_n_steps
+        )
+        self.probe_size = probe_size
+        self.probe_questions = probe_questions
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.top_k = top_k
+        self.apply = apply
+        self.apply_at_start = apply_at_start
+        self.seed = seed
+        self.needs_capability = self.config.variant in _NEEDS_CAPABILITY or self.config.variant == "D"
+        # State (saved in checkpoints).
+        self.history: list[dict] = []
+        self.hard_state = HardSwitchState()
+        self.capability: dict[str, float] = {}
+        self.correct: dict[str, np.ndarray] = {}
+        self.capability_step = -1
+        self.last_step = -1
+        self.seconds = 0.0
+        self._fit_started = 0.0
+        self._probes: dict[str, np.ndarray] | None = None
+        self._questions: dict[str, np.ndarray] | None = None
+        self._quality: dict[str, float] | None = None
+
+    # ---- setup ---------------------------------------------------------------------------------------
+    def _prepare(self, dm) -> None:
+        if self._probes is not None:
+            return
+        pool = dm.pool
+        self._probes = {n: pool.probe_rows(s, self.probe_size, self.seed) for s, n in enumerate(pool.names)}
+        self._questions = {
+            n: pool.probe_questions(s, self.probe_questions, self.seed) for s, n in enumerate(pool.names)
+        }
+        restored = getattr(self, "_restored_probes", None)
+        if restored is not None and any(
+            not np.array_equal(restored.get(n), p) for n, p in self._probes.items()
+        ):
+            raise ValueError(
+                "the pool changed since the checkpoint: the DMC probes drawn now differ from the saved ones"
+            )
+        self._quality = {}
+        for s, n in enumerate(pool.names):
+            q = pool.quality[pool.rows(s)]
+            self._quality[n] = quality(int((q == 1).sum()), int((q >= 0).sum()))
+            if self.needs_capability and len(self._questions[n]) == 0:
+                raise ValueError(
+                    f"DMC variant {self.config.variant} needs the student's pass rate, but source '{n}' "
+                    "has no "
+                    "reference answers; use variant C, or give the source an `answer` field"
+                )
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_started = time.perf_counter()
+        self._prepare(trainer.datamodule)
+        if self.history:
+            return  # resumed: the restored weights are already in the sampler's state
+        self._evaluate(trainer, pl_module, apply=self.apply and self.apply_at_start)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        at_boundary = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if (
+            at_boundary
+            and step % self.every_n_steps == 0
+            and step != self.last_step
+            and step < trainer.max_steps
+        ):
+            self._evaluate(trainer, pl_module, apply=self.apply)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and self.history:
+            self._write_figure(trainer)
+            if self._fit_started:
+                share = self.seconds / max(time.perf_counter() - self._fit_started, 1e-9)
+                log.info("DMC scoring took %.1f s (%.1f%% of the fit's wall time)", self.seconds, 100 * share)
+
+    # ---- one evaluation ------------------------------------------------------------------------------
+    def _measure(self, trainer, pl_module) -> dict[str, ProbeItems]:
+        dm = trainer.datamodule
+        names = list(self._probes)
+        rows = np.concatenate([self._probes[n] for n in names])
+        stats = score_rows(pl_module, dm, rows, self.batch_size, self.top_k)
+        step = trainer.global_step
+        due = self.capability_step < 0 or (
+            self.capability_every > 0 and step - self.capability_step >= self.capability_every
+        )
+        if self.needs_capability and due:
+            questions = np.concatenate([self._questions[n] for n in names])
+            budget = self.max_new_tokens or pl_module.generation.max_new_tokens
+            correct = answer_rows(pl_module, dm, questions, self.batch_size, budget)
+            bounds = np.cumsum([0] + [len(self._questions[n]) for n in names])
+            self.correct = {n: correct[bounds[i] : bounds[i + 1]] for i, n in enumerate(names)}
+            self.capability_step = step
+        items, start = {}, 0
+        for n in names:
+            part = stats[start : start + len(self._probes[n])]
+            start += len(self._probes[n])
+            items[n] = ProbeItems(
+                nll_sum=part[:, 0], n_tokens=part[:, 1], brier_sum=part[:, 2], correct=self.correct.get(n)
+            )
+        return items
+
+    def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, apply: bool) -> None:
+        started = time.perf_counter()
+        dm = trainer.datamodule
+        names = dm.source_names
+        try:
+            items = self._measure(trainer, pl_module)
+            results = compute_dmc(items, self._quality, self.config)
+        except Exception as e:
+            raise ScoringError(f"DMC scoring failed at step {trainer.global_step}: {e}") from e
+        previous = dm.sampler.source_weights.copy()
+        weights = previous
+        if apply:
+            scores = np.array([results[n].value for n in names])
+            se = np.array([results[n].se for n in names])
+            # Compute on rank 0 and broadcast, so the ranks' streams can never diverge.
+            new, hard = next_mixture(self.policy, previous, scores, se, self.hard_state)
+            weights, self.hard_state = broadcast_object((new, hard), trainer.strategy)
+            dm.set_source_weights(weights)
+        step = trainer.global_step
+        self.last_step = step
+        elapsed = time.perf_counter() - started
+        self.seconds += elapsed
+        self.history.append(
+            {
+                "step": step,
+                "weights": [float(w) for w in weights],
+                "dmc": [results[n].value for n in names],
+                "se": [results[n].se for n in names],
+                "capability": [results[n].capability for n in names],
+                "difficulty": [results[n].difficulty for n in names],
+                "quality": [results[n].quality for n in names],
+                "seconds": elapsed,
+            }
+        )
+        self._log(trainer, results, weights, elapsed)
+
+    def _log(self, trainer, results, weights, elapsed: float) -> None:
+        if not trainer.is_global_zero:
+            return
+        names = trainer.datamodule.source_names
+        metrics = {"dmc/seconds": elapsed}
+        for n, w in zip(names, weights, strict=True):
+            r = results[n]
+            metrics.update(
+                {
+                    f"dmc/{n}": r.value,
+                    f"dmc/se/{n}": r.se,
+                    f"dmc/quality/{n}": r.quality,
+                    f"dmc/difficulty/{n}": r.difficulty,
+                    f"dmc/learnability/{n}": r.learnability,
+                    f"mixture/{n}": float(w),
+                }
+            )
+            if not math.isnan(r.capability):
+                metrics[f"dmc/capability/{n}"] = r.capability
+        log_metrics(trainer, {k: float(v) for k, v in metrics.items() if not math.isnan(float(v))})
+        table = ", ".join(f"{n} {results[n].value:.3f}->{w:.2f}" for n, w in zip(names, weights, strict=True))
+        log.info("step %d DMC (value->weight): %s [%.1fs]", trainer.global_step, table, elapsed)
+
+    def _write_figure(self, trainer: pl.Trainer) -> None:
+        names = trainer.datamodule.source_names
+        steps = [h["step"] for h in self.history]
+        weights = np.array([h["weights"] for h in self.history])
+        fig = mixture_figure(steps, weights, names, trainer.global_step, f"DMC-{self.config.variant} mixture")
+        add_figure(trainer, "mixture/stacked", fig, "mixture.png")
+
+    # ---- state ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "history": self.history,
+            "hard_state": self.hard_state.state_dict(),
+            "correct": {n: torch.from_numpy(c) for n, c in self.correct.items()},
+            "capability_step": self.capability_step,
+            "last_step": self.last_step,
+            "seconds": self.seconds,
+            "probes": {n: torch.from_numpy(p) for n, p in (self._probes or {}).items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = list(state["history"])
+        self.hard_state.load_state_dict(state["hard_state"])
+        self.correct = {n: c.numpy() for n, c in state["correct"].items()}
+        self.capability_step = int(state["capability_step"])
+        self.last_step = int(state["last_step"])
+        self.seconds = float(state["seconds"])
+        self._restored_probes = {n: p.numpy() for n, p in state["probes"].items()}

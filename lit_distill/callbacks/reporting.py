@@ -1,0 +1,60 @@
+"""Reporting for callbacks: metrics on Lightning's step axis, and figures for TensorBoard and the run dir."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def mixture_figure(
+    steps: Sequence[int], weights: np.ndarray, names: Sequence[str], end_step: int, title: str
+):
+    """Stacked area of the source weights in force over optimiser steps (a step function per update)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [*steps, max(end_step, steps[-1] + 1)]
+    weights = np.vstack([weights, weights[-1:]])
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    ax.stackplot(steps, weights.T, labels=names, step="post", alpha=0.85)
+    ax.set_xlim(steps[0], steps[-1])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("source weight")
+    ax.set_title(title)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def logger_step(trainer) -> int:
+    """The x-axis value Lightning itself uses for metrics logged now (steps already taken before this one),
+    so callback metrics line up with ``train/*`` and ``val/*``."""
+    return int(getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step))
+
+
+def log_metrics(trainer, metrics: dict[str, float]) -> None:
+    """Write metrics to every logger from rank 0 (also outside hooks where ``self.log`` is not allowed)."""
+    if not trainer.is_global_zero:
+        return
+    step = logger_step(trainer)
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=step)
+
+
+def add_figure(trainer, tag: str, fig, filename: str | None = None) -> None:
+    """Write a matplotlib figure to TensorBoard (and as a PNG in the run directory), from rank 0."""
+    from pathlib import Path
+
+    if not trainer.is_global_zero:
+        return
+    if filename and trainer.log_dir:
+        Path(trainer.log_dir).mkdir(parents=True, exist_ok=True)
+        fig.savefig(Path(trainer.log_dir) / filename)
+    for logger in trainer.loggers:
+        writer = getattr(logger, "experiment", None)
+        if hasattr(writer, "add_figure"):
+            writer.add_figure(tag, fig, global_step=logger_step(trainer))

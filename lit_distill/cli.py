@@ -1,0 +1,123 @@
+"""The ``lit-distill`` command.
+
+Training goes through LightningCLI (``fit``, ``validate``, ``test``), configured by YAML::
+
+    lit-distill fit --config configs/demo.yaml
+    lit-distill fit --config configs/demo.yaml --print_config      # the fully resolved config
+
+Tools that work without training have their own sub-commands::
+
+    lit-distill data FILE_OR_CONFIG...      validate sources and print their statistics
+
+Defaults that differ from a bare Lightning Trainer: TensorBoard logging under ``runs/``, a ``last.ckpt``
+checkpoint, and ``use_distributed_sampler=False`` (the mixture sampler shards by rank itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we fork DataLoader workers after tokenising
+
+
+def _configure_logging() -> None:
+    rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
+    logger = logging.getLogger("lit_distill")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[lit-distill] %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    logger.propagate = False
+    import datasets
+
+    datasets.disable_progress_bars()  # per-source counts are logged instead
+
+
+def _cli_class():
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+
+    from lit_distill.callbacks.dmc import DMCCallback
+    from lit_distill.callbacks.summary import RunSummary
+
+    class DistillCLI(LightningCLI):
+        """LightningCLI with the tokenizer linked from the model to the data and our default callbacks."""
+
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.link_arguments(
+                ("model.student.tokenizer", "model.student.path"),
+                "data.tokenizer",
+                compute_fn=lambda tokenizer, path: tokenizer or path,
+            )
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+            parser.add_lightning_class_args(RunSummary, "summary")
+            # Data-selection callbacks live under their own keys so composing configs never drops them.
+            parser.add_lightning_class_args(DMCCallback, "dmc", required=False)
+
+    return DistillCLI
+
+
+TRAINER_DEFAULTS = {
+    "use_distributed_sampler": False,
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": "runs", "name": "lit-distill"},
+    },
+}
+
+
+def run_lightning(args: list[str]) -> None:
+    from lit_distill.data.datamodule import DistillDataModule
+    from lit_distill.model.module import DistillModule
+
+    _cli_class()(
+        DistillModule,
+        DistillDataModule,
+        args=args,
+        trainer_defaults=TRAINER_DEFAULTS,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
+    )
+
+
+def _has_omegaconf() -> bool:
+    try:
+        import omegaconf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+TOOLS = {
+    "data": "lit_distill.tools.data:main",
+}
+
+USAGE = """usage: lit-distill {fit,validate,test} --config CONFIG.yaml [overrides]
+       lit-distill data FILE_OR_CONFIG...
+
+Student-centred reasoning distillation with PyTorch Lightning.
+  fit/validate/test   train or evaluate (LightningCLI; `lit-distill fit --help` lists every option)
+  data                validate sources and print per-source statistics
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _configure_logging()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    if argv[0] in TOOLS:
+        import importlib
+
+        module, func = TOOLS[argv[0]].split(":")
+        sys.exit(getattr(importlib.import_module(module), func)(argv[1:]))
+    run_lightning(argv)
+
+
+if __name__ == "__main__":
+    main()

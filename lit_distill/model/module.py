@@ -1,0 +1,285 @@
+"""DistillModule: the LightningModule that fine-tunes the student on the pool's stream.
+
+* ``configure_model`` builds the student (pretrained or from a config), adds LoRA, and shards it under FSDP2;
+* ``training_step`` computes per-sequence statistics through ``Student.forward`` and reduces them with the
+  batch's per-example loss weights (``weight_mode``, methods.md 1.6);
+* validation generates greedy answers for the held-out prompts and counts exact answer matches per set;
+* ``score`` is the no-grad, eval-mode statistics pass that DMC and LARK callbacks call on every rank.
+
+Metrics are logged once per optimiser step (not per micro-batch): ``train/loss``, ``train/loss/<source>``,
+``train/tokens_per_sec``, ``train/lr``; and ``val/accuracy``, ``val/accuracy/<set>`` per evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import lightning.pytorch as pl
+import torch
+
+from lit_distill.data.collate import student_inputs
+from lit_distill.eval.answers import answers_match
+from lit_distill.eval.metrics import AccuracyBySource
+from lit_distill.model.losses import SequenceStats, reduce_loss
+from lit_distill.model.optim import OptimizerConfig, SchedulerConfig, build_optimizer
+from lit_distill.model.sharding import ShardingConfig, data_parallel_mesh, is_fsdp2, shard_fsdp2
+from lit_distill.model.student import (
+    LoraConfig,
+    Student,
+    StudentConfig,
+    apply_lora,
+    build_causal_lm,
+    eval_mode,
+    load_tokenizer,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationConfig:
+    """Greedy decoding for evaluation.
+
+    Args:
+        max_new_tokens: Generation budget per answer.
+        samples_to_log: Generated answers written to TensorBoard as text at each evaluation.
+    """
+
+    max_new_tokens: int = 256
+    samples_to_log: int = 4
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class DistillModule(pl.LightningModule):
+    """Fine-tunes a causal-LM student on the distillation pool.
+
+    Args:
+        student: Which model to train and how to load it.
+        lora: LoRA adapters (None = full fine-tuning).
+        optimizer: AdamW settings.
+        scheduler: Warm-up and decay.
+        weight_mode: How per-example loss weights are normalised: ``reference`` (within each micro-batch, as
+            the LARK reference code; weights cancel at micro-batch 1) or ``paper`` (importance weights over
+            the global batch). With all weights 1, ``paper`` is the exact global-batch mean.
+        loss_reduction: ``token`` (mean over response tokens) or ``sequence`` (mean of per-sequence means).
+        chunk_size: Response tokens per LM-head chunk (bounds the logits memory).
+        generation: Decoding settings for evaluation.
+        sharding: FSDP2 settings (used only under ``ModelParallelStrategy``).
+        nonfinite_loss: ``error`` stops with the step and the batch's sources; ``skip`` drops the micro-batch
+            from the update (all ranks agree) and counts it in ``train/skipped_batches``.
+    """
+
+    def __init__(
+        self,
+        student: StudentConfig,
+        lora: LoraConfig | None = None,
+        optimizer: OptimizerConfig | None = None,
+        scheduler: SchedulerConfig | None = None,
+        weight_mode: Literal["reference", "paper"] = "reference",
+        loss_reduction: Literal["token", "sequence"] = "token",
+        chunk_size: int = 1024,
+        generation: GenerationConfig | None = None,
+        sharding: ShardingConfig | None = None,
+        nonfinite_loss: Literal["error", "skip"] = "error",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.student_config = student
+        self.lora_config = lora
+        self.optimizer_config = optimizer or OptimizerConfig()
+        self.scheduler_config = scheduler or SchedulerConfig()
+        self.weight_mode = weight_mode
+        self.loss_reduction = loss_reduction
+        self.chunk_size = chunk_size
+        self.generation = generation or GenerationConfig()
+        self.sharding = sharding or ShardingConfig()
+        self.nonfinite_loss = nonfinite_loss
+        self.tokenizer = load_tokenizer(student.tokenizer_path)
+        self.student: Student | None = None
+        self.val_accuracy: AccuracyBySource | None = None
+        self.skipped_batches = 0
+        self._reset_step_stats()
+
+    # ---- model ---------------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.student is not None:
+            return  # configure_model runs for every fit/validate/test call
+        lm = build_causal_lm(self.student_config, vocab_size=len(self.tokenizer))
+        if self.student_config.gradient_checkpointing:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self.lora_config is not None:
+            lm = apply_lora(lm, self.lora_config)
+            if self.student_config.gradient_checkpointing:
+                lm.enable_input_require_grads()
+        self.student = Student(lm)
+        if self._trainer is not None and is_fsdp2(self.trainer.strategy):
+            shard_fsdp2(self.student, data_parallel_mesh(self), self.sharding)
+
+    @property
+    def num_sources(self) -> int:
+        return len(self.trainer.datamodule.source_names)
+
+    def _micro_batches_per_step(self) -> int:
+        return self.trainer.world_size * self.trainer.accumulate_grad_batches
+
+    # ---- training ------------------------------------------------------------------------------------
+    def _reset_step_stats(self) -> None:
+        self._step_loss = 0.0
+        self._step_tokens = 0
+        self._step_source_ce: torch.Tensor | None = None
+        self._step_source_tokens: torch.Tensor | None = None
+        self._step_started = time.perf_counter()
+
+    def _check_finite(self, loss: torch.Tensor, batch: dict) -> bool:
+        """True if the step may use this micro-batch; all ranks agree before anyone skips a backward."""
+        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)
+        if self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        if bad.item() == 0:
+            return True
+        names = self.trainer.datamodule.source_names
+        sources = sorted({names[i] for i in batch["source"].tolist()})
+        msg = f"non-finite loss at optimiser step {self.global_step} (batch sources: {', '.join(sources)})"
+        if self.nonfinite_loss == "error":
+            raise NonFiniteLossError(msg + "; set model.nonfinite_loss=skip to skip such batches")
+        self.skipped_batches += 1
+        log.warning("%s: skipped (%d so far)", msg, self.skipped_batches)
+        return False
+
+    def training_step(self, batch: dict, batch_idx: int):
+        stats = self.student(**student_inputs(batch), chunk_size=self.chunk_size)
+        loss = reduce_loss(
+            stats,
+            batch["loss_weight"],
+            mode=self.weight_mode,
+            reduction=self.loss_reduction,
+            global_tokens=batch["global_tokens"],
+            global_examples=batch["global_examples"],
+            micro_batches_per_step=self._micro_batches_per_step(),
+        )
+        if not self._check_finite(loss, batch):
+            return None
+        self._accumulate(batch, stats, loss)
+        return loss
+
+    def _accumulate(self, batch: dict, stats: SequenceStats, loss: torch.Tensor) -> None:
+        s = self.num_sources
+        src = batch["source"]
+        ce = torch.zeros(s, dtype=torch.float64, device=src.device).index_add(0, src, stats.ce_sum.detach())
+        tok = torch.zeros(s, dtype=torch.float64, device=src.device).index_add(0, src, stats.n_tokens)
+        self._step_source_ce = ce if self._step_source_ce is None else self._step_source_ce + ce
+        self._step_source_tokens = tok if self._step_source_tokens is None else self._step_source_tokens + tok
+        # The logged loss is the step's objective: the mean over micro-batches (and ranks, below).
+        self._step_loss += loss.detach().double() / self.trainer.accumulate_grad_batches
+        self._step_tokens += int(batch["input_tokens"])
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.trainer.accumulate_grad_batches != 0:
+            return  # not an optimiser-step boundary yet
+        if self._step_source_ce is not None and self._should_log():
+            elapsed = max(time.perf_counter() - self._step_started, 1e-9)
+            packet = torch.cat(
+                [
+                    torch.as_tensor([self._step_loss, float(self._step_tokens)], dtype=torch.float64),
+                    self._step_source_ce.cpu(),
+                    self._step_source_tokens.cpu(),
+                ]
+            )
+            if self.trainer.world_size > 1:
+                packet = self.trainer.strategy.reduce(packet.to(self.device), reduce_op="sum").cpu()
+                packet[0] /= self.trainer.world_size
+            s = self.num_sources
+            names = self.trainer.datamodule.source_names
+            metrics = {
+                "train/loss": packet[0].item(),
+                "train/tokens_per_sec": packet[1].item() / elapsed,
+                "train/lr": self.lr_schedulers().get_last_lr()[0],
+            }
+            for i, name in enumerate(names):
+                if packet[2 + s + i] > 0:
+                    metrics[f"train/loss/{name}"] = (packet[2 + i] / packet[2 + s + i]).item()
+            if self.skipped_batches:
+                metrics["train/skipped_batches"] = float(self.skipped_batches)
+            self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1, rank_zero_only=True)
+            self.log("loss", metrics["train/loss"], prog_bar=True, logger=False, batch_size=1)
+        self._reset_step_stats()
+
+    def _should_log(self) -> bool:
+        every = self.trainer.log_every_n_steps
+        return self.global_step % every == 0 or self.global_step == 1
+
+    def configure_optimizers(self):
+        total = int(self.trainer.estimated_stepping_batches)
+        return build_optimizer(self.student, self.optimizer_config, self.scheduler_config, total)
+
+    # ---- scoring (for callbacks) ---------------------------------------------------------------------
+    def score(self, batch: dict, top_k: int | None = 50) -> SequenceStats:
+        """Per-sequence CE/Brier sums in eval mode without gradients; every rank must call it together."""
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with eval_mode(self.student):
+            return self.student(**student_inputs(batch), top_k=top_k, chunk_size=self.chunk_size)
+
+    @torch.no_grad()
+    def generate_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int
+    ) -> list[str]:
+        """Greedy completions (decoded, special tokens removed) for left-padded prompts."""
+        with eval_mode(self.student):
+            out = self.student.generate(
+                input_ids.to(self.device),
+                attention_mask.to(self.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+                synced_gpus=self.trainer.world_size > 1 if self._trainer is not None else False,
+            )
+        return self.tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=True)
+
+    # ---- evaluation ----------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        prompts = self.trainer.datamodule.build_prompts() if self.trainer.datamodule else None
+        if prompts is not None and self.val_accuracy is None:
+            self.val_accuracy = AccuracyBySource(len(prompts.names))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        texts = self.generate_text(
+            batch["input_ids"], batch["attention_mask"], self.generation.max_new_tokens
+        )
+        correct = torch.tensor([answers_match(t, a) for t, a in zip(texts, batch["answers"], strict=True)])
+        self.val_accuracy.update(correct.to(self.device), batch["source"], batch["valid"])
+        if batch_idx == 0 and self.global_rank == 0 and self.generation.samples_to_log:
+            self._log_samples(batch, texts)
+
+    def _log_samples(self, batch: dict, texts: list[str]) -> None:
+        writer = getattr(self.logger, "experiment", None)
+        if writer is None or not hasattr(writer, "add_text"):
+            return
+        n = self.generation.samples_to_log
+        prompts = self.tokenizer.batch_decode(batch["input_ids"][:n], skip_special_tokens=True)
+        rows = [
+            f"**prompt** {p.strip()}  \n**output** {t.strip()}  \n**reference** {a}"
+            for p, t, a in zip(prompts, texts[:n], batch["answers"][:n], strict=False)
+        ]
+        writer.add_text("val/samples", "\n\n---\n\n".join(rows), self.global_step)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_accuracy is None:
+            return
+        result = self.val_accuracy.compute()
+        names = self.trainer.datamodule.prompts.names
+        metrics = {"val/accuracy": result["overall"].item()}
+        for name, acc in zip(names, result["per_source"].tolist(), strict=True):
+            metrics[f"val/accuracy/{name}"] = acc
+        self.log_dict(metrics, batch_size=1, sync_dist=False)
+        self.log("val_acc", metrics["val/accuracy"], prog_bar=True, logger=False, batch_size=1)
+        self.val_accuracy.reset()
+
+    test_step = validation_step
+    on_test_epoch_end = on_validation_epoch_end

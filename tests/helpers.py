@@ -1,0 +1,111 @@
+"""Helpers importable from tests (``pythonpath = tests`` in pyproject)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+TINY_LLAMA = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    max_position_embeddings=512,
+)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_jsonl(path, rows) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        for r in rows:
+            fh.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+    return path
+
+
+def tiny_config(pool_dir, tokenizer_dir, tmp_path, **over) -> dict:
+    """A training config on the tiny pool: a from-config Llama, a few steps, an evaluation at the end."""
+    cfg = {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_steps": 4,
+            "val_check_interval": 4,
+            "check_val_every_n_epoch": None,
+            "num_sanity_val_steps": 0,
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(tmp_path / "runs"), "name": "tiny"},
+            },
+        },
+        "model": {
+            "student": {"tokenizer": str(tokenizer_dir), "config": {"model_type": "llama", **TINY_LLAMA}},
+            "optimizer": {"lr": 1e-3},
+            "generation": {"max_new_tokens": 8, "samples_to_log": 1},
+        },
+        "data": {
+            "sources": [
+                {"name": n, "path": str(Path(pool_dir) / f"{n}.jsonl")}
+                for n in ("concise", "verbose", "noisy", "hard")
+            ],
+            "eval_sources": [
+                {"name": n, "path": str(Path(pool_dir) / f"eval_{n}.jsonl")} for n in ("easy", "hard")
+            ],
+            "micro_batch_size": 4,
+            "eval_batch_size": 8,
+            "max_length": 1024,
+            "mixture": {"policy": "balanced"},
+        },
+    }
+    for dotted, value in over.items():
+        node = cfg
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return cfg
+
+
+def write_config(cfg: dict, path) -> Path:
+    path = Path(path)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def run_cli(
+    args: list[str], timeout: int = 300, env: dict | None = None, cwd=None
+) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a subprocess (as users do)."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "lit_distill.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd or REPO,
+    )
+
+
+def scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
+    """All scalar series of a TensorBoard run directory."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(Path(log_dir).glob("events.out.tfevents.*"))
+    out: dict[str, list[tuple[int, float]]] = {}
+    for f in files:
+        ea = EventAccumulator(str(f))
+        ea.Reload()
+        for tag in ea.Tags()["scalars"]:
+            out.setdefault(tag, []).extend((e.step, e.value) for e in ea.Scalars(tag))
+    return out

@@ -1,0 +1,55 @@
+"""End to end through the real console entry point: fit a tiny config, resume it, validate data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from helpers import run_cli, scalars, tiny_config, write_config, write_jsonl
+
+
+def test_fit_writes_checkpoint_config_and_scalars(pool_dir, tokenizer_dir, tmp_path):
+    cfg = write_config(tiny_config(pool_dir, tokenizer_dir, tmp_path), tmp_path / "tiny.yaml")
+    out = run_cli(["fit", "--config", str(cfg)])
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    assert (run / "config.yaml").exists() and (run / "summary.json").exists()
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert ckpt.exists()
+    assert "Held-out accuracy" in out.stdout and str(ckpt) in out.stdout
+    series = scalars(run)
+    for key in ("train/loss", "train/tokens_per_sec", "train/lr", "val/accuracy", "val/accuracy/easy"):
+        assert key in series, sorted(series)
+    assert {f"train/loss/{n}" for n in ("concise", "verbose", "noisy", "hard")} <= set(series)
+    # Lightning's x-axis: a metric logged after optimiser step k sits at k - 1.
+    assert [s for s, _ in series["train/loss"]] == [0, 1, 2, 3]
+    state = torch.load(ckpt, weights_only=True, map_location="cpu")
+    assert state["global_step"] == 4
+    assert state["DistillDataModule"]["sampler"]["step"] == 4
+    assert any(k.startswith("student.lm.model.layers.0") for k in state["state_dict"])
+
+
+def test_fit_from_pretrained_with_lora(pool_dir, model_dir, tmp_path):
+    cfg = tiny_config(
+        pool_dir, model_dir, tmp_path, **{"trainer.max_steps": 2, "trainer.val_check_interval": 2}
+    )
+    cfg["model"]["student"] = {"path": model_dir}
+    cfg["model"]["lora"] = {"r": 4, "alpha": 8}
+    out = run_cli(["fit", "--config", str(write_config(cfg, tmp_path / "lora.yaml"))])
+    assert out.returncode == 0, out.stderr[-3000:]
+    state = torch.load(
+        next(Path(tmp_path / "runs").rglob("last.ckpt")), weights_only=True, map_location="cpu"
+    )
+    assert any("lora_A" in k for k in state["state_dict"])
+
+
+def test_data_command_reports_and_fails_clearly(pool_dir, tokenizer_dir, tmp_path):
+    cfg = write_config(tiny_config(pool_dir, tokenizer_dir, tmp_path), tmp_path / "tiny.yaml")
+    out = run_cli(["data", str(cfg)])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "concise" in out.stdout and "examples" in out.stdout and "evaluation sets" in out.stdout
+    bad = write_jsonl(tmp_path / "bad.jsonl", ['{"prompt": "Q", "response": "A"}', "{oops"])
+    out = run_cli(["data", str(bad), "--tokenizer", tokenizer_dir])
+    assert out.returncode == 1
+    assert "bad.jsonl" in out.stderr and "row 1" in out.stderr
