@@ -8,6 +8,9 @@ Training goes through LightningCLI (``fit``, ``validate``, ``test``), configured
 Tools that work without training have their own sub-commands::
 
     lit-distill data FILE_OR_CONFIG...      validate sources and print their statistics
+    lit-distill score lark|dmc ...          offline LARK / static DMC scoring
+    lit-distill select lark ...             offline LARK selection
+    lit-distill export --ckpt ... --output  Hugging Face export of a checkpoint
 
 Defaults that differ from a bare Lightning Trainer: TensorBoard logging under ``runs/``, a ``last.ckpt``
 checkpoint, and ``use_distributed_sampler=False`` (the mixture sampler shards by rank itself).
@@ -94,14 +97,23 @@ def _has_omegaconf() -> bool:
 
 TOOLS = {
     "data": "lit_distill.tools.data:main",
+    "score": "lit_distill.tools.score:main",
+    "select": "lit_distill.tools.select:main",
+    "export": "lit_distill.tools.export:main",
 }
 
 USAGE = """usage: lit-distill {fit,validate,test} --config CONFIG.yaml [overrides]
        lit-distill data FILE_OR_CONFIG...
+       lit-distill score {lark,dmc} ...
+       lit-distill select lark ...
+       lit-distill export --ckpt PATH --output DIR [--merge-lora]
 
 Student-centred reasoning distillation with PyTorch Lightning.
   fit/validate/test   train or evaluate (LightningCLI; `lit-distill fit --help` lists every option)
   data                validate sources and print per-source statistics
+  score lark|dmc      score trajectories (LARK) or sources (static DMC) with a student
+  select lark         keep the top-B trajectories of every problem by LARK score
+  export              write a checkpoint's student as a save_pretrained directory
 """
 
 

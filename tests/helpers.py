@@ -55,12 +55,9 @@ def tiny_config(pool_dir, tokenizer_dir, tmp_path, **over) -> dict:
         },
         "data": {
             "sources": [
-                {"name": n, "path": str(Path(pool_dir) / f"{n}.jsonl")}
-                for n in ("concise", "verbose", "noisy", "hard")
+                {"name": n, "path": str(Path(pool_dir) / f"{n}.jsonl")} for n in ("concise", "verbose", "noisy", "hard")
             ],
-            "eval_sources": [
-                {"name": n, "path": str(Path(pool_dir) / f"eval_{n}.jsonl")} for n in ("easy", "hard")
-            ],
+            "eval_sources": [{"name": n, "path": str(Path(pool_dir) / f"eval_{n}.jsonl")} for n in ("easy", "hard")],
             "micro_batch_size": 4,
             "eval_batch_size": 8,
             "max_length": 1024,
@@ -82,9 +79,7 @@ def write_config(cfg: dict, path) -> Path:
     return path
 
 
-def run_cli(
-    args: list[str], timeout: int = 300, env: dict | None = None, cwd=None
-) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], timeout: int = 300, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
     """Run the real console entry point in a subprocess (as users do)."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(

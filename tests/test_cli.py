@@ -31,16 +31,12 @@ def test_fit_writes_checkpoint_config_and_scalars(pool_dir, tokenizer_dir, tmp_p
 
 
 def test_fit_from_pretrained_with_lora(pool_dir, model_dir, tmp_path):
-    cfg = tiny_config(
-        pool_dir, model_dir, tmp_path, **{"trainer.max_steps": 2, "trainer.val_check_interval": 2}
-    )
+    cfg = tiny_config(pool_dir, model_dir, tmp_path, **{"trainer.max_steps": 2, "trainer.val_check_interval": 2})
     cfg["model"]["student"] = {"path": model_dir}
     cfg["model"]["lora"] = {"r": 4, "alpha": 8}
     out = run_cli(["fit", "--config", str(write_config(cfg, tmp_path / "lora.yaml"))])
     assert out.returncode == 0, out.stderr[-3000:]
-    state = torch.load(
-        next(Path(tmp_path / "runs").rglob("last.ckpt")), weights_only=True, map_location="cpu"
-    )
+    state = torch.load(next(Path(tmp_path / "runs").rglob("last.ckpt")), weights_only=True, map_location="cpu")
     assert any("lora_A" in k for k in state["state_dict"])
 
 

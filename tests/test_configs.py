@@ -21,9 +21,7 @@ def _parse(paths: list[Path]):
             pass
 
     args = [a for p in paths for a in ("--config", str(p))]
-    return ParseOnly(
-        DistillModule, DistillDataModule, run=False, args=args, trainer_defaults=TRAINER_DEFAULTS
-    ).config
+    return ParseOnly(DistillModule, DistillDataModule, run=False, args=args, trainer_defaults=TRAINER_DEFAULTS).config
 
 
 def _launch_line(path: Path) -> list[Path]:

@@ -80,9 +80,7 @@ class DMCCallback(pl.Callback):
         self.config = dmc or DMCConfig()
         self.policy = policy or MixturePolicyConfig()
         self.every_n_steps = every_n_steps
-        self.capability_every = (
-            every_n_steps if capability_every_n_steps is None else capability_every_n_steps
-        )
+        self.capability_every = every_n_steps if capability_every_n_steps is None else capability_every_n_steps
         self.probe_size = probe_size
         self.probe_questions = probe_questions
         self.batch_size = batch_size
@@ -115,9 +113,7 @@ class DMCCallback(pl.Callback):
             n: pool.probe_questions(s, self.probe_questions, self.seed) for s, n in enumerate(pool.names)
         }
         restored = getattr(self, "_restored_probes", None)
-        if restored is not None and any(
-            not np.array_equal(restored.get(n), p) for n, p in self._probes.items()
-        ):
+        if restored is not None and any(not np.array_equal(restored.get(n), p) for n, p in self._probes.items()):
             raise ValueError(
                 "the pool changed since the checkpoint: the DMC probes drawn now differ from the saved ones"
             )
@@ -142,12 +138,7 @@ class DMCCallback(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
         at_boundary = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
-        if (
-            at_boundary
-            and step % self.every_n_steps == 0
-            and step != self.last_step
-            and step < trainer.max_steps
-        ):
+        if at_boundary and step % self.every_n_steps == 0 and step != self.last_step and step < trainer.max_steps:
             self._evaluate(trainer, pl_module, apply=self.apply)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

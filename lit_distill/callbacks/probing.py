@@ -49,8 +49,6 @@ def answer_rows(module, datamodule, rows: np.ndarray, batch_size: int, max_new_t
         prompts = [pool.tokens[int(r)][: pool.prompt_len[r]] for r in rows[items]]
         ids, mask = pad_left(prompts, pad)
         texts = module.generate_text(ids, mask, max_new_tokens)
-        correct = np.array(
-            [answers_match(t, pool.answers[int(r)]) for t, r in zip(texts, rows[items], strict=True)]
-        )
+        correct = np.array([answers_match(t, pool.answers[int(r)]) for t, r in zip(texts, rows[items], strict=True)])
         out[items[keep]] += correct[keep]
     return all_reduce_sum(torch.from_numpy(out), strategy).numpy()

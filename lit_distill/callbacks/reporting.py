@@ -7,9 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def mixture_figure(
-    steps: Sequence[int], weights: np.ndarray, names: Sequence[str], end_step: int, title: str
-):
+def mixture_figure(steps: Sequence[int], weights: np.ndarray, names: Sequence[str], end_step: int, title: str):
     """Stacked area of the source weights in force over optimiser steps (a step function per update)."""
     import matplotlib
 
@@ -28,6 +26,16 @@ def mixture_figure(
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def run_dir(trainer) -> str | None:
+    """The run's log directory without a collective (``trainer.log_dir`` broadcasts, so calling it from
+    rank 0 alone deadlocks a multi-process run)."""
+    for logger in trainer.loggers:
+        path = getattr(logger, "log_dir", None)
+        if path:
+            return str(path)
+    return trainer.default_root_dir
 
 
 def logger_step(trainer) -> int:
@@ -51,9 +59,10 @@ def add_figure(trainer, tag: str, fig, filename: str | None = None) -> None:
 
     if not trainer.is_global_zero:
         return
-    if filename and trainer.log_dir:
-        Path(trainer.log_dir).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(trainer.log_dir) / filename)
+    directory = run_dir(trainer)
+    if filename and directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        fig.savefig(Path(directory) / filename)
     for logger in trainer.loggers:
         writer = getattr(logger, "experiment", None)
         if hasattr(writer, "add_figure"):

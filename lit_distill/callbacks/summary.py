@@ -7,32 +7,33 @@ import math
 from pathlib import Path
 
 import lightning.pytorch as pl
-from lightning.pytorch.utilities import rank_zero_only
+
+from lit_distill.callbacks.reporting import run_dir
 
 
 class RunSummary(pl.Callback):
     """Prints (and writes ``summary.json`` beside the logs) at the end of ``fit``."""
 
-    @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metrics = {
-            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))
-        }
+        if not trainer.is_global_zero:
+            return
+        log_dir = run_dir(trainer)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
         ckpt = trainer.checkpoint_callback
         last = getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")
         summary = {
-            "log_dir": trainer.log_dir,
+            "log_dir": log_dir,
             "checkpoint": last or None,
             "global_step": trainer.global_step,
             "metrics": metrics,
         }
-        if trainer.log_dir:
-            Path(trainer.log_dir).mkdir(parents=True, exist_ok=True)
-            (Path(trainer.log_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+        if log_dir:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            (Path(log_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
         lines = [
             "",
             f"Finished {trainer.global_step} optimiser steps.",
-            f"  TensorBoard logs:  {trainer.log_dir}   (tensorboard --logdir {trainer.log_dir})",
+            f"  TensorBoard logs:  {log_dir}   (tensorboard --logdir {log_dir})",
             f"  Final checkpoint:  {last or '(none saved)'}",
         ]
         acc = metrics.get("val/accuracy")

@@ -82,9 +82,7 @@ def _tokenise_batch(batch: dict, *, tokenizer, max_length: int, overflow: str, f
         status = "ok"
         if len(ids) > max_length:
             if overflow == "error":
-                raise FormatError(
-                    f"{_where(batch, i, files)}: {len(ids)} tokens exceed max_length={max_length}"
-                )
+                raise FormatError(f"{_where(batch, i, files)}: {len(ids)} tokens exceed max_length={max_length}")
             status = "truncated" if overflow == "truncate" else "dropped"
             ids = ids[:max_length]
         if len(ids) - p < 2:  # the reference needs >= 2 response tokens (methods.md 1.2)
@@ -96,10 +94,7 @@ def _tokenise_batch(batch: dict, *, tokenizer, max_length: int, overflow: str, f
 
 
 def _tokenise_prompts(batch: dict, *, tokenizer, max_length: int, files: list[str]) -> dict:
-    prompts = [
-        tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
-        for m in batch["messages"]
-    ]
+    prompts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch["messages"]]
     ids = tokenizer(prompts)["input_ids"]
     for i, row in enumerate(ids):
         if len(row) > max_length:
@@ -142,9 +137,7 @@ def tokenise_source(
         ),
     )
     counts = Counter(tok["status"])
-    stats = FormatStats(
-        kept=len(tok) - counts["dropped"], truncated=counts["truncated"], dropped=counts["dropped"]
-    )
+    stats = FormatStats(kept=len(tok) - counts["dropped"], truncated=counts["truncated"], dropped=counts["dropped"])
     if stats.dropped:
         tok = tok.filter(lambda s: s != "dropped", input_columns="status", new_fingerprint=f"{fp}-kept")
     tok = tok.map(

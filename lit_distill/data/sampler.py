@@ -90,9 +90,7 @@ class MixtureSampler:
         self.group_by_length = group_by_length
         self.step = 0
         n = len(self.sizes)
-        self.source_weights = _normalise(
-            source_weights if source_weights is not None else np.ones(n), "weights"
-        )
+        self.source_weights = _normalise(source_weights if source_weights is not None else np.ones(n), "weights")
         self.example_weights = [np.ones(s, dtype=np.float64) for s in self.sizes]
         self.drawn = [np.zeros(s, dtype=bool) for s in self.sizes]
         self.trees = [SumTree(w) for w in self.example_weights]
@@ -130,9 +128,7 @@ class MixtureSampler:
     def example_weight(self, indices: np.ndarray) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
         src = np.searchsorted(self.offsets, indices, side="right") - 1
-        return np.array(
-            [self.example_weights[s][i - self.offsets[s]] for s, i in zip(src, indices, strict=True)]
-        )
+        return np.array([self.example_weights[s][i - self.offsets[s]] for s, i in zip(src, indices, strict=True)])
 
     # ---- drawing -------------------------------------------------------------------------------------
     def _source_counts(self, rng: np.random.Generator) -> np.ndarray:
@@ -141,9 +137,7 @@ class MixtureSampler:
             return rng.multinomial(g, w)
         # Systematic sampling: one uniform offset, g evenly spaced points over the cumulative weights.
         points = (rng.random() + np.arange(g)) / g
-        return np.bincount(
-            np.searchsorted(np.cumsum(w), points, side="right").clip(max=len(w) - 1), minlength=len(w)
-        )
+        return np.bincount(np.searchsorted(np.cumsum(w), points, side="right").clip(max=len(w) - 1), minlength=len(w))
 
     def _draw_source(self, s: int, k: int, rng: np.random.Generator) -> np.ndarray:
         tree = self.trees[s]

@@ -248,9 +248,7 @@ def _rng(seed: int, stream: int) -> random.Random:
 def _unique_problems(rng: random.Random, difficulty: str, count: int, exclude: set[str]) -> list[Problem]:
     """``count`` problems with distinct expressions, none of them in ``exclude``."""
     if difficulty == EASY and count > EASY_CAPACITY - len(exclude):
-        raise ValueError(
-            f"asked for {count} distinct easy problems; at most {EASY_CAPACITY - len(exclude)} exist"
-        )
+        raise ValueError(f"asked for {count} distinct easy problems; at most {EASY_CAPACITY - len(exclude)} exist")
     seen, out = set(exclude), []
     while len(out) < count:
         problem = sample_problem(rng, difficulty)

@@ -56,9 +56,7 @@ def brier_top_k(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Ten
     return 1.0 - 2.0 * p_label + (p * p).sum(-1)
 
 
-def _chunk_ce(
-    head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor, y: torch.Tensor, softcap
-) -> torch.Tensor:
+def _chunk_ce(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor, y: torch.Tensor, softcap) -> torch.Tensor:
     logits = head(h).float()
     if softcap:
         logits = softcap * torch.tanh(logits / softcap)

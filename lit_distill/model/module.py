@@ -226,9 +226,7 @@ class DistillModule(pl.LightningModule):
             return self.student(**student_inputs(batch), top_k=top_k, chunk_size=self.chunk_size)
 
     @torch.no_grad()
-    def generate_text(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int
-    ) -> list[str]:
+    def generate_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> list[str]:
         """Greedy completions (decoded, special tokens removed) for left-padded prompts."""
         with eval_mode(self.student):
             out = self.student.generate(
@@ -249,9 +247,7 @@ class DistillModule(pl.LightningModule):
             self.val_accuracy = AccuracyBySource(len(prompts.names))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        texts = self.generate_text(
-            batch["input_ids"], batch["attention_mask"], self.generation.max_new_tokens
-        )
+        texts = self.generate_text(batch["input_ids"], batch["attention_mask"], self.generation.max_new_tokens)
         correct = torch.tensor([answers_match(t, a) for t, a in zip(texts, batch["answers"], strict=True)])
         self.val_accuracy.update(correct.to(self.device), batch["source"], batch["valid"])
         if batch_idx == 0 and self.global_rank == 0 and self.generation.samples_to_log:
@@ -277,8 +273,10 @@ class DistillModule(pl.LightningModule):
         metrics = {"val/accuracy": result["overall"].item()}
         for name, acc in zip(names, result["per_source"].tolist(), strict=True):
             metrics[f"val/accuracy/{name}"] = acc
-        self.log_dict(metrics, batch_size=1, sync_dist=False)
-        self.log("val_acc", metrics["val/accuracy"], prog_bar=True, logger=False, batch_size=1)
+        # The metric is already reduced over ranks; sync_dist only averages identical values (and keeps
+        # Lightning from warning about unsynced epoch-level metrics).
+        self.log_dict(metrics, batch_size=1, sync_dist=True)
+        self.log("val_acc", metrics["val/accuracy"], prog_bar=True, logger=False, batch_size=1, sync_dist=True)
         self.val_accuracy.reset()
 
     test_step = validation_step

@@ -70,8 +70,6 @@ def lr_lambda(cfg: SchedulerConfig, total_steps: int):
 
 def build_optimizer(model: nn.Module, opt: OptimizerConfig, sched: SchedulerConfig, total_steps: int) -> dict:
     """The ``configure_optimizers`` return value (per-step scheduler)."""
-    optimizer = torch.optim.AdamW(
-        param_groups(model, opt.weight_decay), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps
-    )
+    optimizer = torch.optim.AdamW(param_groups(model, opt.weight_decay), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(sched, total_steps))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -92,9 +92,7 @@ def quality(n_match: int, n_checked: int, n_invalid: int = 0, penalise_invalid: 
         documented default (``DMCConfig.default_quality``).
     """
     if min(n_match, n_checked, n_invalid) < 0 or n_match > n_checked or n_invalid > n_checked:
-        raise ValueError(
-            f"need 0 <= n_match, n_invalid <= n_checked, got {n_match=}, {n_checked=}, {n_invalid=}"
-        )
+        raise ValueError(f"need 0 <= n_match, n_invalid <= n_checked, got {n_match=}, {n_checked=}, {n_invalid=}")
     if n_checked == 0:
         return float("nan")
     q = n_match / n_checked
@@ -358,9 +356,7 @@ def compute_dmc(
     if set(quality_by_source) != set(names):
         missing = sorted(set(names) - set(quality_by_source))
         unknown = sorted(set(quality_by_source) - set(names))
-        raise ValueError(
-            f"quality_by_source does not match the sources: missing {missing}, unknown {unknown}"
-        )
+        raise ValueError(f"quality_by_source does not match the sources: missing {missing}, unknown {unknown}")
     s_bar = _pooled_nll(items_by_source)
     difficulty = relative_difficulty(items_by_source)
 

@@ -166,9 +166,7 @@ class _Ranked:
     sel: np.ndarray  # per sorted position: selected
 
 
-def _rank(
-    codes: np.ndarray, n_groups: int, energies: np.ndarray, tiebreak: np.ndarray, budget: int
-) -> _Ranked:
+def _rank(codes: np.ndarray, n_groups: int, energies: np.ndarray, tiebreak: np.ndarray, budget: int) -> _Ranked:
     valid = np.isfinite(energies)
     # NaN (and ±inf, which would give NaN weights) sort as −∞: never selected, never the threshold.
     key = np.where(valid, -energies, np.inf)
@@ -245,9 +243,7 @@ def chi2_topb_weights(energies: np.ndarray, budget: int) -> tuple[np.ndarray, np
     return _one_problem(energies, budget, "chi2")
 
 
-def softmax_topb_weights(
-    energies: np.ndarray, budget: int, temperature: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
+def softmax_topb_weights(energies: np.ndarray, budget: int, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Ablation: softmax(e / temperature) over valid candidates, top-B kept and renormalised.
 
     budget >= #valid gives the plain softmax over the valid candidates.

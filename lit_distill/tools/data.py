@@ -65,10 +65,7 @@ def _print_table(pool, max_length: int) -> None:
             f"{s.dropped:>8}{ans:>9.0%}{correct:>8}{s.tokens_mean:>9.1f}{s.tokens_p50:>6.0f}"
             f"{s.tokens_p95:>6.0f}{s.tokens_max:>6}{s.response_tokens_mean:>6.0f}"
         )
-    print(
-        f"\n{len(pool)} examples in {len(pool.names)} sources (max_length {max_length});"
-        " 'correct' is the share"
-    )
+    print(f"\n{len(pool)} examples in {len(pool.names)} sources (max_length {max_length}); 'correct' is the share")
     print("of trajectories whose final answer matches the reference; 'resp' is mean response tokens.")
 
 
@@ -83,9 +80,7 @@ def main(argv: list[str]) -> int:
     files = [p for p in args.inputs if p not in configs]
     jobs = [(c, lambda c=c: _datamodule_from_config(c, {"max_length": args.max_length})) for c in configs]
     if files:
-        jobs.append(
-            (", ".join(files), lambda: _datamodule_from_files(files, args.tokenizer, args.max_length))
-        )
+        jobs.append((", ".join(files), lambda: _datamodule_from_files(files, args.tokenizer, args.max_length)))
     for name, build in jobs:
         print(f"== {name}")
         try:

@@ -55,9 +55,7 @@ def test_batches_carry_exact_response_tokens(pool_dir, tokenizer_dir, packing):
 
 
 def test_policies(pool_dir, tokenizer_dir):
-    dm = _dm(
-        pool_dir, tokenizer_dir, mixture=MixtureConfig(policy="static", weights={"hard": 1.0, "noisy": 1.0})
-    )
+    dm = _dm(pool_dir, tokenizer_dir, mixture=MixtureConfig(policy="static", weights={"hard": 1.0, "noisy": 1.0}))
     assert dm.source_weights == {"concise": 0.0, "verbose": 0.0, "noisy": 0.5, "hard": 0.5}
     with pytest.raises(SourceError, match="ghost"):
         _dm(pool_dir, tokenizer_dir, mixture=MixtureConfig(policy="static", weights={"ghost": 1.0}))

@@ -66,9 +66,7 @@ def test_length_policies_count_what_they_do(tmp_path, tokenizer):
 
 
 def test_truncation_that_leaves_no_response_drops_the_row(tmp_path, tokenizer):
-    long_prompt = {
-        "messages": [{"role": "user", "content": "q" * 200}, {"role": "assistant", "content": "ok"}]
-    }
+    long_prompt = {"messages": [{"role": "user", "content": "q" * 200}, {"role": "assistant", "content": "ok"}]}
     ds, files = _source(tmp_path, [long_prompt, {"messages": CONV}])
     tok, stats = tokenise_source(ds, tokenizer, files, max_length=150, overflow="truncate")
     assert stats.dropped == 1 and len(tok) == 1

@@ -147,8 +147,6 @@ def test_missing_file_and_unknown_source_name(tmp_path):
 
 
 def test_eval_source_without_response(tmp_path):
-    path = write_jsonl(
-        tmp_path / "e.jsonl", [{"messages": [{"role": "user", "content": "Q"}], "answer": "1"}]
-    )
+    path = write_jsonl(tmp_path / "e.jsonl", [{"messages": [{"role": "user", "content": "Q"}], "answer": "1"}])
     ds, _ = load_source(SourceConfig(name="e", path=str(path), require_response=False))
     assert ds[0]["messages"] == [{"role": "user", "content": "Q"}]

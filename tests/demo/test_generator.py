@@ -155,9 +155,7 @@ def test_clean_sources_are_correct(pool, name):
 def test_noisy_wrong_share(pool):
     share = _wrong_share(pool["noisy"])
     assert 0.3 <= share <= 0.6
-    per_teacher = {
-        t: _wrong_share([r for r in pool["noisy"] if r["teacher"] == t]) for t in SOURCES["noisy"][1]
-    }
+    per_teacher = {t: _wrong_share([r for r in pool["noisy"] if r["teacher"] == t]) for t in SOURCES["noisy"][1]}
     assert per_teacher["sloppy60"] > per_teacher["sloppy30"]
 
 
@@ -194,9 +192,7 @@ def test_examples_from_the_spec():
     assert TEACHERS["stepwise"](problem, rng) == "4 - 1 = 3\n3 - 7 = -4\n#### -4"
     assert TEACHERS["grouped"](problem, rng) == "plus: 4\nminus: 1 + 7 = 8\n4 - 8 = -4\n#### -4"
     assert TEACHERS["terse"](problem, rng) == "#### -4"
-    assert (
-        TEACHERS["grouped"](Problem((2, 3), ("+",)), rng) == "plus: 2 + 3 = 5\nminus: none\ntotal: 5\n#### 5"
-    )
+    assert TEACHERS["grouped"](Problem((2, 3), ("+",)), rng) == "plus: 2 + 3 = 5\nminus: none\ntotal: 5\n#### 5"
 
 
 def test_too_many_easy_problems_rejected():

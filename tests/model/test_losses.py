@@ -75,9 +75,7 @@ def test_packed_sequence_index(setup):
 
 
 def _stats(ce, n):
-    return SequenceStats(
-        ce_sum=torch.tensor(ce, dtype=torch.float64), n_tokens=torch.tensor(n, dtype=torch.float64)
-    )
+    return SequenceStats(ce_sum=torch.tensor(ce, dtype=torch.float64), n_tokens=torch.tensor(n, dtype=torch.float64))
 
 
 def test_reference_mode_normalises_within_micro_batch():

@@ -99,9 +99,7 @@ def test_variants_on_hand_numbers():
     q, c, r = 0.9, 0.4, 1.2
     assert dmc_value("A", quality=q, capability=c, difficulty=r) == pytest.approx(0.9 * 0.6 * math.exp(-0.2))
     assert dmc_value("B", quality=q, capability=c, difficulty=r) == pytest.approx(0.9 * 0.96 * math.exp(-0.2))
-    assert dmc_value("A", quality=q, capability=c, difficulty=r, kappa=2.0) == pytest.approx(
-        0.9 * 0.6 * math.exp(-0.4)
-    )
+    assert dmc_value("A", quality=q, capability=c, difficulty=r, kappa=2.0) == pytest.approx(0.9 * 0.6 * math.exp(-0.4))
     assert dmc_value("C", quality=q, learnability=0.3) == pytest.approx(0.27)
     # (0.7 - 0.4)^2 / (2 * 0.15^2) = 2.
     d = dmc_value("D", quality=q, global_capability=0.4, static_difficulty=0.7)
@@ -233,9 +231,7 @@ def test_bootstrap_se_positive_for_varied_items(variant):
     assert res["a"].se > 0 and res["b"].se > 0
     again = compute_dmc({"b": varied(1), "a": varied(0)}, {"a": 1.0, "b": 1.0}, DMCConfig(variant=variant))
     assert again["a"].se == res["a"].se  # deterministic, independent of source order
-    other_seed = compute_dmc(
-        {"a": varied(0), "b": varied(1)}, {"a": 1.0, "b": 1.0}, DMCConfig(variant=variant, seed=5)
-    )
+    other_seed = compute_dmc({"a": varied(0), "b": varied(1)}, {"a": 1.0, "b": 1.0}, DMCConfig(variant=variant, seed=5))
     assert other_seed["a"].se != res["a"].se
 
 

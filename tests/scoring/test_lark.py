@@ -205,9 +205,7 @@ def test_chi2_all_valid_kept_threshold_shift(budget):
     assert pos.tolist() == [2, 3, 0]
     thr = 0.01 - 1e-8
     denom = 3 * ((0.05 + 0.02 + 0.01) / 3 - thr)
-    np.testing.assert_allclose(
-        q, [(0.05 - thr) / denom, (0.02 - thr) / denom, (0.01 - thr) / denom], rtol=1e-14
-    )
+    np.testing.assert_allclose(q, [(0.05 - thr) / denom, (0.02 - thr) / denom, (0.01 - thr) / denom], rtol=1e-14)
     assert 1e-8 < q[-1] < 1e-6
 
 
