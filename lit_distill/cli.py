@@ -43,6 +43,7 @@ def _cli_class():
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
+    from lit_distill.callbacks.consistency import StreamConsistency
     from lit_distill.callbacks.dmc import DMCCallback
     from lit_distill.callbacks.summary import RunSummary
 
@@ -60,6 +61,7 @@ def _cli_class():
             parser.add_lightning_class_args(RunSummary, "summary")
             # Data-selection callbacks live under their own keys so composing configs never drops them.
             parser.add_lightning_class_args(DMCCallback, "dmc", required=False)
+            parser.add_lightning_class_args(StreamConsistency, "consistency", required=False)
 
     return DistillCLI
 

@@ -66,3 +66,10 @@ def pool_dir(tmp_path_factory):
     for name, rows in build_eval(spec).items():
         write_jsonl(path / f"eval_{name}.jsonl", rows)
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_datasets():
+    import datasets
+
+    datasets.disable_progress_bars()

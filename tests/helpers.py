@@ -104,3 +104,86 @@ def scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
         for tag in ea.Tags()["scalars"]:
             out.setdefault(tag, []).extend((e.step, e.value) for e in ea.Scalars(tag))
     return out
+
+
+def fit_in_process(
+    pool_dir, tokenizer_dir, tmp_path, callbacks=(), max_steps=4, ckpt_path=None, data=None, **trainer_kw
+):
+    """A tiny single-process fit without the CLI; returns (trainer, module, datamodule)."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lit_distill.data.datamodule import DistillDataModule, MixtureConfig
+    from lit_distill.data.sources import SourceConfig
+    from lit_distill.model.module import DistillModule, GenerationConfig
+    from lit_distill.model.optim import OptimizerConfig
+    from lit_distill.model.student import StudentConfig
+
+    names = ("concise", "verbose", "noisy", "hard")
+    data_args = dict(
+        sources=[SourceConfig(name=n, path=str(Path(pool_dir) / f"{n}.jsonl")) for n in names],
+        tokenizer=str(tokenizer_dir),
+        micro_batch_size=4,
+        max_length=1024,
+        mixture=MixtureConfig(policy="balanced"),
+    )
+    data_args.update(data or {})
+    dm = DistillDataModule(**data_args)
+    module = DistillModule(
+        student=StudentConfig(tokenizer=str(tokenizer_dir), config={"model_type": "llama", **TINY_LLAMA}),
+        optimizer=OptimizerConfig(lr=1e-3),
+        generation=GenerationConfig(max_new_tokens=8, samples_to_log=0),
+    )
+    args = dict(
+        accelerator="cpu",
+        devices=1,
+        max_steps=max_steps,
+        logger=TensorBoardLogger(str(tmp_path / "runs"), name="t"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+    args.update(trainer_kw)
+    pl.seed_everything(0)
+    trainer = pl.Trainer(callbacks=list(callbacks), **args)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return trainer, module, dm
+
+
+class StopAt:
+    """A callback that stops a fit after optimiser step ``step`` (a run 'killed' at a step boundary)."""
+
+    def __new__(cls, step: int):
+        import lightning.pytorch as pl
+
+        class _StopAt(pl.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                if trainer.global_step >= step:
+                    trainer.should_stop = True
+
+        return _StopAt()
+
+
+def free_port() -> int:
+    """A free TCP port below the ephemeral range (32768-60999), for MASTER_PORT."""
+    import random
+    import socket
+
+    for _ in range(100):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
+
+
+def run_distributed(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    """Launch a multi-process CLI run (the ddp/fsdp launchers re-run sys.argv as subprocesses)."""
+    return run_cli(args, timeout=timeout, env={"MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"})

@@ -38,6 +38,47 @@ class ScoringError(RuntimeError):
     """A scoring pass failed; training stops rather than continuing on stale weights."""
 
 
+class DMCProbe:
+    """The fixed probes of every source and the measurements DMC is computed from.
+
+    Args:
+        pool: The training pool.
+        probe_size: Trajectories per source (forward terms: difficulty, learnability).
+        probe_questions: Problems per source the student answers (capability).
+        seed: Seed of the probe draw (fixed, so changes in DMC are changes of the student, not sampling noise).
+    """
+
+    def __init__(self, pool, probe_size: int, probe_questions: int, seed: int) -> None:
+        self.names = list(pool.names)
+        self.rows = {n: pool.probe_rows(s, probe_size, seed) for s, n in enumerate(self.names)}
+        self.questions = {n: pool.probe_questions(s, probe_questions, seed) for s, n in enumerate(self.names)}
+        self.quality = {}
+        for s, n in enumerate(self.names):
+            q = pool.quality[pool.rows(s)]
+            self.quality[n] = quality(int((q == 1).sum()), int((q >= 0).sum()))
+
+    def forward_terms(self, module, datamodule, batch_size: int, top_k: int) -> dict[str, np.ndarray]:
+        """Per-trajectory (ce_sum, n_tokens, brier_sum) of each source's probe (every rank takes part)."""
+        rows = np.concatenate([self.rows[n] for n in self.names])
+        stats = score_rows(module, datamodule, rows, batch_size, top_k)
+        bounds = np.cumsum([0] + [len(self.rows[n]) for n in self.names])
+        return {n: stats[bounds[i] : bounds[i + 1]] for i, n in enumerate(self.names)}
+
+    def capability_terms(self, module, datamodule, batch_size: int, max_new_tokens: int) -> dict[str, np.ndarray]:
+        """Per-question correctness (1/0) of the student's greedy answers (every rank takes part)."""
+        rows = np.concatenate([self.questions[n] for n in self.names])
+        correct = answer_rows(module, datamodule, rows, batch_size, max_new_tokens)
+        bounds = np.cumsum([0] + [len(self.questions[n]) for n in self.names])
+        return {n: correct[bounds[i] : bounds[i + 1]] for i, n in enumerate(self.names)}
+
+    @staticmethod
+    def items(forward: dict[str, np.ndarray], correct: dict[str, np.ndarray]) -> dict[str, ProbeItems]:
+        return {
+            n: ProbeItems(nll_sum=f[:, 0], n_tokens=f[:, 1], brier_sum=f[:, 2], correct=correct.get(n))
+            for n, f in forward.items()
+        }
+
+
 class DMCCallback(pl.Callback):
     """Dynamic DMC-driven dataset mixture (methods.md section 3).
 
@@ -99,32 +140,22 @@ class DMCCallback(pl.Callback):
         self.last_step = -1
         self.seconds = 0.0
         self._fit_started = 0.0
-        self._probes: dict[str, np.ndarray] | None = None
-        self._questions: dict[str, np.ndarray] | None = None
-        self._quality: dict[str, float] | None = None
+        self.probe: DMCProbe | None = None
 
     # ---- setup ---------------------------------------------------------------------------------------
     def _prepare(self, dm) -> None:
-        if self._probes is not None:
+        if self.probe is not None:
             return
-        pool = dm.pool
-        self._probes = {n: pool.probe_rows(s, self.probe_size, self.seed) for s, n in enumerate(pool.names)}
-        self._questions = {
-            n: pool.probe_questions(s, self.probe_questions, self.seed) for s, n in enumerate(pool.names)
-        }
+        self.probe = DMCProbe(dm.pool, self.probe_size, self.probe_questions, self.seed)
         restored = getattr(self, "_restored_probes", None)
-        if restored is not None and any(not np.array_equal(restored.get(n), p) for n, p in self._probes.items()):
+        if restored is not None and any(not np.array_equal(restored.get(n), p) for n, p in self.probe.rows.items()):
             raise ValueError(
                 "the pool changed since the checkpoint: the DMC probes drawn now differ from the saved ones"
             )
-        self._quality = {}
-        for s, n in enumerate(pool.names):
-            q = pool.quality[pool.rows(s)]
-            self._quality[n] = quality(int((q == 1).sum()), int((q >= 0).sum()))
-            if self.needs_capability and len(self._questions[n]) == 0:
+        for n in self.probe.names:
+            if self.needs_capability and len(self.probe.questions[n]) == 0:
                 raise ValueError(
-                    f"DMC variant {self.config.variant} needs the student's pass rate, but source '{n}' "
-                    "has no "
+                    f"DMC variant {self.config.variant} needs the student's pass rate, but source '{n}' has no "
                     "reference answers; use variant C, or give the source an `answer` field"
                 )
 
@@ -151,28 +182,16 @@ class DMCCallback(pl.Callback):
     # ---- one evaluation ------------------------------------------------------------------------------
     def _measure(self, trainer, pl_module) -> dict[str, ProbeItems]:
         dm = trainer.datamodule
-        names = list(self._probes)
-        rows = np.concatenate([self._probes[n] for n in names])
-        stats = score_rows(pl_module, dm, rows, self.batch_size, self.top_k)
+        forward = self.probe.forward_terms(pl_module, dm, self.batch_size, self.top_k)
         step = trainer.global_step
         due = self.capability_step < 0 or (
             self.capability_every > 0 and step - self.capability_step >= self.capability_every
         )
         if self.needs_capability and due:
-            questions = np.concatenate([self._questions[n] for n in names])
             budget = self.max_new_tokens or pl_module.generation.max_new_tokens
-            correct = answer_rows(pl_module, dm, questions, self.batch_size, budget)
-            bounds = np.cumsum([0] + [len(self._questions[n]) for n in names])
-            self.correct = {n: correct[bounds[i] : bounds[i + 1]] for i, n in enumerate(names)}
+            self.correct = self.probe.capability_terms(pl_module, dm, self.batch_size, budget)
             self.capability_step = step
-        items, start = {}, 0
-        for n in names:
-            part = stats[start : start + len(self._probes[n])]
-            start += len(self._probes[n])
-            items[n] = ProbeItems(
-                nll_sum=part[:, 0], n_tokens=part[:, 1], brier_sum=part[:, 2], correct=self.correct.get(n)
-            )
-        return items
+        return self.probe.items(forward, self.correct)
 
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, apply: bool) -> None:
         started = time.perf_counter()
@@ -180,7 +199,7 @@ class DMCCallback(pl.Callback):
         names = dm.source_names
         try:
             items = self._measure(trainer, pl_module)
-            results = compute_dmc(items, self._quality, self.config)
+            results = compute_dmc(items, self.probe.quality, self.config)
         except Exception as e:
             raise ScoringError(f"DMC scoring failed at step {trainer.global_step}: {e}") from e
         previous = dm.sampler.source_weights.copy()
@@ -249,7 +268,7 @@ class DMCCallback(pl.Callback):
             "capability_step": self.capability_step,
             "last_step": self.last_step,
             "seconds": self.seconds,
-            "probes": {n: torch.from_numpy(p) for n, p in (self._probes or {}).items()},
+            "probes": {n: torch.from_numpy(p) for n, p in (self.probe.rows if self.probe else {}).items()},
         }
 
     def load_state_dict(self, state: dict) -> None:

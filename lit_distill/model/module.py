@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import lightning.pytorch as pl
@@ -50,6 +50,11 @@ class GenerationConfig:
 
     max_new_tokens: int = 256
     samples_to_log: int = 4
+
+
+def _coerce(cls, value):
+    """Accept a dataclass instance or the dict a checkpoint stores for it."""
+    return value if isinstance(value, cls) else cls(**value)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -89,16 +94,32 @@ class DistillModule(pl.LightningModule):
         nonfinite_loss: Literal["error", "skip"] = "error",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        student = _coerce(StudentConfig, student)
+        lora = _coerce(LoraConfig, lora) if lora is not None else None
         self.student_config = student
         self.lora_config = lora
-        self.optimizer_config = optimizer or OptimizerConfig()
-        self.scheduler_config = scheduler or SchedulerConfig()
+        self.optimizer_config = _coerce(OptimizerConfig, optimizer or OptimizerConfig())
+        self.scheduler_config = _coerce(SchedulerConfig, scheduler or SchedulerConfig())
         self.weight_mode = weight_mode
         self.loss_reduction = loss_reduction
         self.chunk_size = chunk_size
-        self.generation = generation or GenerationConfig()
-        self.sharding = sharding or ShardingConfig()
+        self.generation = _coerce(GenerationConfig, generation or GenerationConfig())
+        self.sharding = _coerce(ShardingConfig, sharding or ShardingConfig())
+        # Plain dicts, so checkpoints load with torch.load(weights_only=True) and without this package's classes.
+        self.save_hyperparameters(
+            {
+                "student": asdict(student),
+                "lora": asdict(lora) if lora is not None else None,
+                "optimizer": asdict(self.optimizer_config),
+                "scheduler": asdict(self.scheduler_config),
+                "weight_mode": weight_mode,
+                "loss_reduction": loss_reduction,
+                "chunk_size": chunk_size,
+                "generation": asdict(self.generation),
+                "sharding": asdict(self.sharding),
+                "nonfinite_loss": nonfinite_loss,
+            }
+        )
         self.nonfinite_loss = nonfinite_loss
         self.tokenizer = load_tokenizer(student.tokenizer_path)
         self.student: Student | None = None

@@ -14,30 +14,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from lit_distill.data.formatting import FormatError
 from lit_distill.data.sources import SourceError
+from lit_distill.tools.config import build_datamodule, read_config
 
 
 def _datamodule_from_config(path: str, overrides: dict):
     """Build the DistillDataModule a training config describes (same types and checks as the CLI)."""
-    from jsonargparse import ArgumentParser
-
-    from lit_distill.data.datamodule import DistillDataModule
-
-    with open(path) as fh:
-        config = yaml.safe_load(fh) or {}
-    data = dict(config.get("data") or {})
-    student = (config.get("model") or {}).get("student") or {}
-    data.setdefault("tokenizer", student.get("tokenizer") or student.get("path"))
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if not data.get("sources"):
+    config = read_config(path)
+    if not (config.get("data") or {}).get("sources"):
         raise SourceError(f"{path}: the config has no data.sources")
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(DistillDataModule, "data")
-    cfg = parser.parse_object({"data": data})
-    return parser.instantiate_classes(cfg).data
+    return build_datamodule(config, **overrides)
 
 
 def _datamodule_from_files(files: list[str], tokenizer: str | None, max_length: int | None):

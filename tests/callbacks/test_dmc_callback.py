@@ -1,0 +1,111 @@
+"""DMCCallback in tiny fits: it changes the mixture, logs everything, resumes exactly, fails clearly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lit_distill.callbacks.dmc import DMCCallback, ScoringError
+from lit_distill.data.sources import SourceConfig
+from lit_distill.scoring.dmc import DMCConfig
+
+from helpers import StopAt, fit_in_process, scalars, write_jsonl
+
+NAMES = ("concise", "verbose", "noisy", "hard")
+
+
+def _dmc(**kw):
+    args = dict(every_n_steps=2, probe_size=6, probe_questions=3, batch_size=8, max_new_tokens=8)
+    args.update(kw)
+    return DMCCallback(**args)
+
+
+def test_callback_reshapes_mixture_and_logs(pool_dir, tokenizer_dir, tmp_path):
+    cb = _dmc()
+    _, _, dm = fit_in_process(pool_dir, tokenizer_dir, tmp_path, [cb], max_steps=5)
+    assert [h["step"] for h in cb.history] == [0, 2, 4]
+    # The weights in force are the last update's, they sum to 1, and low-quality 'noisy' lost weight.
+    weights = dm.sampler.source_weights
+    assert np.allclose(weights, cb.history[-1]["weights"]) and weights.sum() == pytest.approx(1.0)
+    assert weights[NAMES.index("noisy")] < 0.25
+    # Initial weights, then each update: in force from the next step (0-based index = steps completed).
+    assert [s for s, _ in dm.sampler.history] == [0, 0, 2, 4]
+    run = tmp_path / "runs" / "t" / "version_0"
+    series = scalars(run)
+    for n in NAMES:
+        for key in (f"dmc/{n}", f"dmc/quality/{n}", f"dmc/difficulty/{n}", f"dmc/capability/{n}", f"mixture/{n}"):
+            assert len(series[key]) == 3, key
+    assert "dmc/seconds" in series
+    assert (run / "mixture.png").stat().st_size > 1000
+    q = {n: v for n, v in zip(NAMES, cb.history[0]["quality"], strict=True)}
+    assert q["concise"] == 1.0 and 0.2 < q["noisy"] < 0.8
+
+
+def test_capability_measured_on_its_own_cadence(pool_dir, tokenizer_dir, tmp_path):
+    calls = []
+
+    class Spy(DMCCallback):
+        def _measure(self, trainer, pl_module):
+            before = self.capability_step
+            items = super()._measure(trainer, pl_module)
+            if self.capability_step != before:
+                calls.append(trainer.global_step)
+            return items
+
+    spy = Spy(every_n_steps=1, capability_every_n_steps=3, probe_size=4, probe_questions=2, max_new_tokens=4)
+    fit_in_process(pool_dir, tokenizer_dir, tmp_path, [spy], max_steps=5)
+    assert calls == [0, 3]
+    assert [h["step"] for h in spy.history] == [0, 1, 2, 3, 4]
+
+
+def test_monitor_only_leaves_the_mixture(pool_dir, tokenizer_dir, tmp_path):
+    cb = _dmc(apply=False)
+    _, _, dm = fit_in_process(pool_dir, tokenizer_dir, tmp_path, [cb], max_steps=3)
+    assert np.allclose(dm.sampler.source_weights, 0.25) and len(cb.history) == 2
+
+
+def test_resume_restores_state_and_next_weights_match(pool_dir, tokenizer_dir, tmp_path):
+    full = _dmc()
+    fit_in_process(pool_dir, tokenizer_dir, tmp_path / "a", [full], max_steps=6)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ck", every_n_train_steps=3, save_top_k=-1)
+    first = _dmc()  # the same run (same schedule), stopped after step 3
+    fit_in_process(
+        pool_dir, tokenizer_dir, tmp_path / "b", [first, ckpt, StopAt(3)], max_steps=6, enable_checkpointing=True
+    )
+    resumed = _dmc()
+    path = str(tmp_path / "ck" / "epoch=0-step=3.ckpt")
+    fit_in_process(pool_dir, tokenizer_dir, tmp_path / "c", [resumed], max_steps=6, ckpt_path=path)
+    assert [h["step"] for h in resumed.history] == [0, 2, 4]
+    for a, b in zip(full.history, resumed.history, strict=True):
+        assert a["step"] == b["step"]
+        assert np.allclose(a["weights"], b["weights"], rtol=0, atol=1e-12)
+        assert np.allclose(a["dmc"], b["dmc"], rtol=1e-6)
+
+
+def test_source_without_answers(pool_dir, tokenizer_dir, tmp_path):
+    rows = [{"prompt": f"Say {i}.", "response": f"{i} {i} {i}"} for i in range(8)]
+    chat = write_jsonl(tmp_path / "chat.jsonl", rows)
+    data = {
+        "sources": [
+            SourceConfig(name="concise", path=str(pool_dir / "concise.jsonl")),
+            SourceConfig(name="chat", path=str(chat)),
+        ]
+    }
+    with pytest.raises(ValueError, match="'chat' has no reference answers"):
+        fit_in_process(pool_dir, tokenizer_dir, tmp_path / "a", [_dmc()], max_steps=1, data=data)
+    cb = _dmc(dmc=DMCConfig(variant="C"))
+    fit_in_process(pool_dir, tokenizer_dir, tmp_path / "b", [cb], max_steps=2, data=data)
+    assert cb.history[0]["quality"] == [1.0, 1.0]  # no answers: the default quality
+    assert all(np.isfinite(cb.history[-1]["dmc"]))
+
+
+def test_scoring_failure_stops_the_run(pool_dir, tokenizer_dir, tmp_path):
+    class Broken(DMCCallback):
+        def _measure(self, trainer, pl_module):
+            if trainer.global_step == 2:
+                raise RuntimeError("probe exploded")
+            return super()._measure(trainer, pl_module)
+
+    with pytest.raises(ScoringError, match=r"step 2.*probe exploded"):
+        fit_in_process(pool_dir, tokenizer_dir, tmp_path, [Broken(every_n_steps=2, probe_size=4, probe_questions=2)])
