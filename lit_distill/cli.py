@@ -45,6 +45,7 @@ def _cli_class():
 
     from lit_distill.callbacks.consistency import StreamConsistency
     from lit_distill.callbacks.dmc import DMCCallback
+    from lit_distill.callbacks.lark import LARKCallback
     from lit_distill.callbacks.summary import RunSummary
 
     class DistillCLI(LightningCLI):
@@ -61,6 +62,7 @@ def _cli_class():
             parser.add_lightning_class_args(RunSummary, "summary")
             # Data-selection callbacks live under their own keys so composing configs never drops them.
             parser.add_lightning_class_args(DMCCallback, "dmc", required=False)
+            parser.add_lightning_class_args(LARKCallback, "lark", required=False)
             parser.add_lightning_class_args(StreamConsistency, "consistency", required=False)
 
     return DistillCLI

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.multiprocess
 def _config(pool_dir, tokenizer_dir, tmp_path, **over) -> Path:
     cfg = tiny_config(pool_dir, tokenizer_dir, tmp_path, **{"trainer.max_steps": 6, "trainer.val_check_interval": 6})
     cfg["dmc"] = {"every_n_steps": 2, "probe_size": 6, "probe_questions": 3, "batch_size": 4, "max_new_tokens": 6}
+    cfg["lark"] = {"budget": 2, "every_n_steps": 3, "problems_per_refresh": 8, "batch_size": 8}
     cfg["consistency"] = {"every_n_steps": 1}
     for dotted, value in over.items():
         node = cfg
@@ -47,6 +48,7 @@ def test_ddp_fit_ranks_hold_identical_weights(pool_dir, tokenizer_dir, tmp_path)
     assert (run / "checkpoints" / "last.ckpt").is_file()
     series = scalars(run)
     assert len(series["mixture/noisy"]) == 3 and "val/accuracy" in series
+    assert len(series["lark/rho_mean"]) == 2  # fit start and step 3
 
 
 def test_fsdp2_fit_and_resume_from_sharded_checkpoint(pool_dir, tokenizer_dir, tmp_path):

@@ -24,7 +24,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from lit_distill.callbacks.probing import answer_rows, score_rows
+from lit_distill.callbacks.probing import ScoringError, answer_rows, score_rows
 from lit_distill.callbacks.reporting import add_figure, log_metrics, mixture_figure
 from lit_distill.distributed import broadcast_object
 from lit_distill.scoring.dmc import DMCConfig, ProbeItems, compute_dmc, quality
@@ -32,10 +32,6 @@ from lit_distill.scoring.policies import HardSwitchState, MixturePolicyConfig, n
 
 log = logging.getLogger(__name__)
 _NEEDS_CAPABILITY = ("A", "B", "E")
-
-
-class ScoringError(RuntimeError):
-    """A scoring pass failed; training stops rather than continuing on stale weights."""
 
 
 class DMCProbe:

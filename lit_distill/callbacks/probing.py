@@ -17,6 +17,10 @@ from lit_distill.eval.answers import answers_match
 STAT_COLUMNS = ("ce_sum", "n_tokens", "brier_sum")
 
 
+class ScoringError(RuntimeError):
+    """A scoring pass failed; training stops rather than continuing on stale weights."""
+
+
 def score_rows(module, datamodule, rows: np.ndarray, batch_size: int, top_k: int | None = 50) -> np.ndarray:
     """Per-row (ce_sum, n_tokens, brier_sum) of pool rows under the current student, on every rank."""
     strategy = module.trainer.strategy if module._trainer is not None else None

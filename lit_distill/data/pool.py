@@ -146,6 +146,20 @@ class Pool:
     def response_tokens(self, idx: np.ndarray) -> np.ndarray:
         return self.length[idx] - self.prompt_len[idx]
 
+    def problem_rows(self, problems: np.ndarray) -> np.ndarray:
+        """All rows (candidates, in any source) of the given problem codes, sorted."""
+        if not hasattr(self, "_by_problem"):
+            self._by_problem = np.argsort(self.problem_of, kind="stable")
+            self._problem_start = np.searchsorted(
+                self.problem_of[self._by_problem], np.arange(len(self.problem_keys) + 1)
+            )
+        parts = [self._by_problem[self._problem_start[p] : self._problem_start[p + 1]] for p in np.asarray(problems)]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    def problems_of_sources(self, sources: list[int]) -> np.ndarray:
+        """Codes of the problems that have at least one candidate in the given sources."""
+        return np.unique(self.problem_of[np.isin(self.source_of, sources)])
+
     def probe_rows(self, source: int, n: int, seed: int) -> np.ndarray:
         """A fixed random subset of ``n`` trajectories of a source (all of them if it is smaller)."""
         rows = self.rows(source)

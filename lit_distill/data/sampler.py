@@ -131,8 +131,22 @@ class MixtureSampler:
         return np.array([self.example_weights[s][i - self.offsets[s]] for s, i in zip(src, indices, strict=True)])
 
     # ---- drawing -------------------------------------------------------------------------------------
+    def drawable(self) -> np.ndarray:
+        """Sources that still have an example with positive weight."""
+        return np.array([w.sum() > 0 for w in self.example_weights])
+
+    def effective_source_weights(self) -> np.ndarray:
+        """Source weights with sources that have nothing to draw (all example weights zero) set to zero."""
+        w = self.source_weights * self.drawable()
+        if w.sum() <= 0:
+            raise RuntimeError(
+                "no source with positive mixture weight has an example with positive weight: every "
+                "selectable example was given weight 0"
+            )
+        return w / w.sum()
+
     def _source_counts(self, rng: np.random.Generator) -> np.ndarray:
-        g, w = self.global_batch_size, self.source_weights
+        g, w = self.global_batch_size, self.effective_source_weights()
         if self.source_draw == "multinomial":
             return rng.multinomial(g, w)
         # Systematic sampling: one uniform offset, g evenly spaced points over the cumulative weights.
@@ -144,11 +158,6 @@ class MixtureSampler:
         out = []
         while k > 0:
             if tree.total <= 0:
-                if self.example_weights[s].sum() <= 0:
-                    raise RuntimeError(
-                        f"source #{s} has mixture weight {self.source_weights[s]:.3g} but no example with "
-                        "positive weight; give it weight 0 or restore some example weights"
-                    )
                 self.drawn[s][:] = False  # the pass is exhausted: start a new weighted pass
                 tree.reset(self.example_weights[s])
                 self.passes[s] += 1

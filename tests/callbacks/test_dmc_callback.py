@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lit_distill.callbacks.dmc import DMCCallback, ScoringError
+from lit_distill.callbacks.dmc import DMCCallback
+from lit_distill.callbacks.probing import ScoringError
 from lit_distill.data.sources import SourceConfig
 from lit_distill.scoring.dmc import DMCConfig
 

@@ -125,6 +125,13 @@ def test_bad_weights_rejected():
         s.set_source_weights([1.0, -1.0, 1.0])
     s.set_example_weights(np.arange(30) + 50, 0.0)
     s.set_source_weights([0, 1, 0])
-    with pytest.raises(RuntimeError, match="no example with positive weight"):
-        for _ in range(5):
-            s.draw()
+    with pytest.raises(RuntimeError, match="every selectable example was given weight 0"):
+        s.draw()
+
+
+def test_a_source_with_nothing_to_draw_is_skipped():
+    s = _sampler(global_batch_size=30)
+    s.set_example_weights(np.arange(30) + 50, 0.0)  # source 1 has no drawable example left
+    assert np.allclose(s.effective_source_weights(), [0.5 / 0.7, 0.0, 0.2 / 0.7])
+    drawn = s.draw().indices
+    assert not np.any((drawn >= 50) & (drawn < 80))
