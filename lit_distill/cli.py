@@ -61,9 +61,17 @@ def _cli_class():
             parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
             parser.add_lightning_class_args(RunSummary, "summary")
             # Data-selection callbacks live under their own keys so composing configs never drops them.
-            parser.add_lightning_class_args(DMCCallback, "dmc", required=False)
-            parser.add_lightning_class_args(LARKCallback, "lark", required=False)
-            parser.add_lightning_class_args(StreamConsistency, "consistency", required=False)
+            # Opt-in (subclass mode: a key absent from the config means no callback; the YAML gives
+            # class_path and init_args). Non-subclass groups would always be built from their defaults.
+            for cls, key in ((DMCCallback, "dmc"), (LARKCallback, "lark"), (StreamConsistency, "consistency")):
+                parser.add_lightning_class_args(cls, key, subclass_mode=True, required=False)
+
+        def instantiate_trainer(self, **kwargs):
+            # An opt-in key that is absent instantiates to None; LightningCLI would hand that to the Trainer.
+            keys = self._parser(self.subcommand).callback_keys
+            extra = [c for c in (self._get(self.config_init, k) for k in keys) if c is not None]
+            config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+            return self._instantiate_trainer(config, extra)
 
     return DistillCLI
 

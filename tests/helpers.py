@@ -73,6 +73,11 @@ def tiny_config(pool_dir, tokenizer_dir, tmp_path, **over) -> dict:
     return cfg
 
 
+def callback(name: str, **init_args) -> dict:
+    """The YAML form of an opt-in callback key (``dmc``, ``lark``, ``consistency``)."""
+    return {"class_path": f"lit_distill.callbacks.{name}", "init_args": init_args}
+
+
 def write_config(cfg: dict, path) -> Path:
     path = Path(path)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -79,11 +79,11 @@ class DMCCallback(pl.Callback):
     """Dynamic DMC-driven dataset mixture (methods.md section 3).
 
     Args:
+        every_n_steps: Optimiser steps between evaluations (the forward-only terms R and learnability).
         dmc: Which DMC variant and its constants (A = Q(1-C)exp(-kappa(R-1)) by default;
             B to E are the alternatives of methods.md 3.2).
         policy: How DMC becomes weights: softmax over z-scored DMC with a coverage floor and EMA, or hard
             switching with hysteresis.
-        every_n_steps: Optimiser steps between evaluations (the forward-only terms R and learnability).
         capability_every_n_steps: Steps between capability (generation) measurements; default
             ``every_n_steps``; 0 measures it only at fit start.
         probe_size: Trajectories per source in the fixed probe (forward terms).
@@ -99,9 +99,9 @@ class DMCCallback(pl.Callback):
 
     def __init__(
         self,
+        every_n_steps: int = 100,
         dmc: DMCConfig | None = None,
         policy: MixturePolicyConfig | None = None,
-        every_n_steps: int = 100,
         capability_every_n_steps: int | None = None,
         probe_size: int = 64,
         probe_questions: int = 32,

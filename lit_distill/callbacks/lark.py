@@ -45,7 +45,7 @@ class LARKCallback(pl.Callback):
     """Online LARK trajectory selection (methods.md section 1).
 
     Args:
-        budget: Trajectories kept per problem (B).
+        budget: Trajectories kept per problem (B): LARK's one hyperparameter (3 in the paper's examples).
         rule: ``chi2`` (LARK's chi-squared-regularised weights), ``softmax`` (softmax of g-hat / temperature
             over the top-B), ``hard`` (top-B, uniform), or ``random`` (B random candidates, uniform: a baseline).
         mode: ``sample`` (selection decides what is drawn) or ``loss`` (selection weights the loss).

@@ -79,7 +79,9 @@ def test_loss_mode_weights_the_loss_and_keeps_sampling(pool_dir, tokenizer_dir, 
     lw = dm.loss_weights
     sums = np.bincount(dm.pool.problem_of, weights=lw)
     assert np.allclose(sums, 2.0)  # B * q sums to B within every problem
-    assert np.sum(lw == 0) == len(lw) // 3  # one of three candidates unselected per problem
+    # At most B=2 of the 3 candidates keep weight (the chi-squared projection may also zero a selected one).
+    kept = np.bincount(dm.pool.problem_of, weights=(lw > 0).astype(float))
+    assert kept.max() <= 2 and kept.min() >= 1
     for idx, w in zip(rec.index, rec.weight, strict=True):
         assert np.allclose(w, lw[idx])
 
