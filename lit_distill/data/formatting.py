@@ -138,8 +138,7 @@ def tokenise_source(
     )
     counts = Counter(tok["status"])
     stats = FormatStats(kept=len(tok) - counts["dropped"], truncated=counts["truncated"], dropped=counts["dropped"])
-    if stats.dropped:
-        tok = tok.filter(lambda s: s != "dropped", input_columns="status", new_fingerprint=f"{fp}-kept")
+    # Lengths before filtering: datasets skips map() on an empty table, which would leave no `length` column.
     tok = tok.map(
         lambda ids: {"length": [len(x) for x in ids]},
         input_columns="input_ids",
@@ -147,6 +146,8 @@ def tokenise_source(
         new_fingerprint=f"{fp}-len",
         desc="lengths",
     )
+    if stats.dropped:
+        tok = tok.filter(lambda s: s != "dropped", input_columns="status", new_fingerprint=f"{fp}-kept")
     return tok, stats
 
 

@@ -33,6 +33,7 @@ from lit_distill.model.student import (
     apply_lora,
     build_causal_lm,
     eval_mode,
+    load_student_state,
     load_tokenizer,
 )
 
@@ -139,6 +140,9 @@ class DistillModule(pl.LightningModule):
             if self.student_config.gradient_checkpointing:
                 lm.enable_input_require_grads()
         self.student = Student(lm)
+        if self.student_config.init_checkpoint:
+            step = load_student_state(self, self.student_config.init_checkpoint)
+            log.info("student initialised from %s (step %d)", self.student_config.init_checkpoint, step)
         if self._trainer is not None and is_fsdp2(self.trainer.strategy):
             shard_fsdp2(self.student, data_parallel_mesh(self), self.sharding)
 

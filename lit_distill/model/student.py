@@ -42,6 +42,8 @@ class StudentConfig:
         revision: Hub revision.
         trust_remote_code: Allow custom modelling code from the checkpoint.
         init_seed: Seed for the random initialisation of a ``config`` student.
+        init_checkpoint: A lit-distill (Lightning) checkpoint whose student weights initialise this run. Unlike
+            ``--ckpt_path`` (resume: optimiser, step, data stream), this starts a fresh run from those weights.
     """
 
     path: str | None = None
@@ -54,6 +56,7 @@ class StudentConfig:
     revision: str | None = None
     trust_remote_code: bool = False
     init_seed: int = 0
+    init_checkpoint: str | None = None
 
     @property
     def tokenizer_path(self) -> str:
@@ -119,6 +122,18 @@ def build_causal_lm(cfg: StudentConfig, vocab_size: int | None = None) -> nn.Mod
         torch.manual_seed(cfg.init_seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     return model
+
+
+def load_student_state(module: nn.Module, ckpt: str) -> int:
+    """Copy the ``student.*`` weights of a single-file Lightning checkpoint into ``module``; returns its step."""
+    state = torch.load(resolve_path(ckpt), map_location="cpu", weights_only=True)
+    weights = {k: v for k, v in state["state_dict"].items() if k.startswith("student.")}
+    expected = [k for k in module.state_dict() if k.startswith("student.")]
+    missing = [k for k in expected if k not in weights]
+    if missing:
+        raise ValueError(f"{ckpt}: the checkpoint lacks {len(missing)} student weights, e.g. {missing[0]}")
+    module.load_state_dict(weights, strict=False)
+    return int(state.get("global_step", 0))
 
 
 def apply_lora(model: nn.Module, lora: LoraConfig) -> nn.Module:

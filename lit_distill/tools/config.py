@@ -46,12 +46,6 @@ def build_module(config: dict):
 
 def load_student_weights(module, ckpt: str | Path) -> int:
     """Load the student weights of a Lightning checkpoint into a configured module; returns its global step."""
-    import torch
+    from lit_distill.model.student import load_student_state
 
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    weights = {k: v for k, v in state["state_dict"].items() if k.startswith("student.")}
-    module.load_state_dict(weights, strict=False)
-    missing = [k for k in module.state_dict() if k.startswith("student.") and k not in weights]
-    if missing:
-        raise ValueError(f"{ckpt}: checkpoint lacks {len(missing)} student weights, e.g. {missing[0]}")
-    return int(state.get("global_step", 0))
+    return load_student_state(module, str(ckpt))
