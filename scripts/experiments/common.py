@@ -1,0 +1,100 @@
+"""Shared pieces of the experiment scripts: run the real CLI with YAML overlays, read back the results.
+
+Every run lives in its own folder under the experiment's output directory and is skipped when its
+``summary.json`` exists, so an interrupted experiment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "configs" / "demo.yaml"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def overlay(run_dir: Path, seed: int, steps: int, val_every: int, extra: dict) -> dict:
+    """The YAML overlay for one run: its own log folder, seed, budget and evaluation cadence."""
+    cfg = {
+        "seed_everything": seed,
+        "trainer": {
+            "max_steps": steps,
+            "val_check_interval": val_every,
+            "enable_progress_bar": False,
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(run_dir), "name": "", "version": ""},
+            },
+        },
+        "data": {"seed": seed},
+    }
+    return merge(cfg, extra)
+
+
+def merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def fit(run_dir: Path, cfg: dict, base: Path = DEMO, extra_args: list[str] | None = None) -> dict:
+    """Run ``lit-distill fit`` once (cached) and return its summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = run_dir / "summary.json"
+    if summary.exists():
+        return json.loads(summary.read_text())
+    (run_dir / "overlay.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cmd = [
+        sys.executable,
+        "-m",
+        "lit_distill.cli",
+        "fit",
+        "--config",
+        str(base),
+        "--config",
+        str(run_dir / "overlay.yaml"),
+    ]
+    cmd += extra_args or []
+    started = time.time()
+    with open(run_dir / "log.txt", "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **OFFLINE}, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(f"run failed ({run_dir}); see {run_dir / 'log.txt'}")
+    data = json.loads(summary.read_text())
+    data["wall_seconds"] = time.time() - started
+    summary.write_text(json.dumps(data, indent=2))
+    return data
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for f in sorted(run_dir.glob("events.out.tfevents.*")):
+        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        ea.Reload()
+        for tag in ea.Tags()["scalars"]:
+            out.setdefault(tag, []).extend((e.step, e.value) for e in ea.Scalars(tag))
+    return out
+
+
+def mean_std(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+
+def steps_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
+    """First evaluation step (1-based optimiser steps) whose accuracy reaches ``target``."""
+    for step, value in curve:
+        if value >= target - 1e-9:
+            return step + 1
+    return None
