@@ -12,8 +12,9 @@ Tools that work without training have their own sub-commands::
     lit-distill select lark ...             offline LARK selection
     lit-distill export --ckpt ... --output  Hugging Face export of a checkpoint
 
-Defaults that differ from a bare Lightning Trainer: TensorBoard logging under ``runs/``, a ``last.ckpt``
-checkpoint, and ``use_distributed_sampler=False`` (the mixture sampler shards by rank itself).
+Defaults that differ from a bare Lightning Trainer: TensorBoard logging under ``runs/``, an atomically
+written ``last.ckpt`` checkpoint, ``use_distributed_sampler=False`` (the mixture sampler shards by rank
+itself), and ``--ckpt_path last`` resuming the newest run of the config in its own directory.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we fork DataLoader workers after tokenising
+log = logging.getLogger("lit_distill.cli")
 
 
 def _configure_logging() -> None:
@@ -66,6 +69,10 @@ def _cli_class():
             for cls, key in ((DMCCallback, "dmc"), (LARKCallback, "lark"), (StreamConsistency, "consistency")):
                 parser.add_lightning_class_args(cls, key, subclass_mode=True, required=False)
 
+        def before_instantiate_classes(self) -> None:
+            if self.subcommand == "fit":
+                _resume_in_place(self.config.fit)
+
         def instantiate_trainer(self, **kwargs):
             # An opt-in key that is absent instantiates to None; LightningCLI would hand that to the Trainer.
             keys = self._parser(self.subcommand).callback_keys
@@ -76,8 +83,44 @@ def _cli_class():
     return DistillCLI
 
 
+def latest_version_with_checkpoint(save_dir: str, name: str) -> int | None:
+    """The highest ``version_N`` under ``save_dir/name`` holding ``checkpoints/last.ckpt`` (file or sharded dir)."""
+    found = []
+    for path in Path(save_dir, name).glob("version_*"):
+        suffix = path.name.removeprefix("version_")
+        if suffix.isdigit() and (path / "checkpoints" / "last.ckpt").exists():
+            found.append(int(suffix))
+    return max(found, default=None)
+
+
+def _resume_in_place(cfg) -> None:
+    """Make ``--ckpt_path last`` resume the latest run of this config, logging into that run's directory.
+
+    Checkpoints go to ``<logger dir>/version_N/checkpoints`` and every new run gets a new ``version_N``, so
+    Lightning's own ``last`` lookup would search the new, empty directory, warn and start from step 0. When
+    no explicit ``checkpoint.dirpath`` or logger version is set, point the logger at the newest version that
+    holds a ``last.ckpt``: the run continues there (same TensorBoard curves, same checkpoint files). Every
+    rank computes the same answer from the shared filesystem.
+    """
+    if cfg.get("ckpt_path") != "last" or cfg.get("checkpoint.dirpath"):
+        return
+    logger = cfg.get("trainer.logger")
+    init = getattr(logger, "init_args", None)
+    if init is None or init.get("version") is not None or init.get("save_dir") is None:
+        return
+    version = latest_version_with_checkpoint(init.save_dir, init.get("name") or "lightning_logs")
+    if version is None:
+        log.warning("--ckpt_path last: no previous run with a last.ckpt under %s; starting from step 0", init.save_dir)
+        return
+    init.version = version
+    log.info("--ckpt_path last: resuming %s/version_%d", Path(init.save_dir, init.get("name") or ""), version)
+
+
 TRAINER_DEFAULTS = {
     "use_distributed_sampler": False,
+    # Checkpoint writes are atomic (temporary file beside the target, fsync, rename): a kill mid-write keeps
+    # the previous last.ckpt loadable. Setting trainer.plugins replaces this default.
+    "plugins": {"class_path": "lit_distill.checkpoint_io.AtomicCheckpointIO"},
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
         "init_args": {"save_dir": "runs", "name": "lit-distill"},
@@ -92,7 +135,8 @@ def run_lightning(args: list[str]) -> None:
     _cli_class()(
         DistillModule,
         DistillDataModule,
-        args=args,
+        # None = read sys.argv; LightningCLI warns when both are given, even if identical.
+        args=None if args == sys.argv[1:] else args,
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,

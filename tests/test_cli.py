@@ -29,6 +29,14 @@ def test_fit_writes_checkpoint_config_and_scalars(pool_dir, tokenizer_dir, tmp_p
     assert state["DistillDataModule"]["sampler"]["step"] == 4
     assert any(k.startswith("student.lm.model.layers.0") for k in state["state_dict"])
 
+    # `--ckpt_path last` with the default (per-version) checkpoint directory continues this run in place.
+    out = run_cli(["fit", "--config", str(cfg), "--trainer.max_steps", "6", "--ckpt_path", "last"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert not (tmp_path / "runs" / "tiny" / "version_1").exists()
+    state = torch.load(ckpt, weights_only=True, map_location="cpu")
+    assert state["global_step"] == 6 and state["DistillDataModule"]["sampler"]["step"] == 6
+    assert [s for s, _ in scalars(run)["train/loss"]] == [0, 1, 2, 3, 4, 5]
+
 
 def test_fit_from_pretrained_with_lora(pool_dir, model_dir, tmp_path):
     cfg = tiny_config(pool_dir, model_dir, tmp_path, **{"trainer.max_steps": 2, "trainer.val_check_interval": 2})

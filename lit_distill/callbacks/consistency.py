@@ -45,6 +45,9 @@ class StreamConsistency(pl.Callback):
         self.record = record
 
     def _check(self, trainer: pl.Trainer, where: str) -> None:
+        # At fit start of a resumed run Lightning has restored the data module but not yet the loops, so
+        # trainer.global_step still reads 0; the restored sampler knows the step (draws happen per step).
+        step = trainer.datamodule.sampler.step if where == "fit_start" else trainer.global_step
         digest = torch.frombuffer(bytearray(stream_digest(trainer.datamodule)), dtype=torch.uint8)
         gathered = trainer.strategy.all_gather(digest.to(trainer.strategy.root_device))
         gathered = gathered.reshape(-1, digest.numel()).cpu()
@@ -54,10 +57,10 @@ class StreamConsistency(pl.Callback):
             if directory:
                 Path(directory).mkdir(parents=True, exist_ok=True)
                 with open(Path(directory) / "stream_hashes.jsonl", "a") as fh:
-                    fh.write(json.dumps({"step": trainer.global_step, "where": where, "hashes": hashes}) + "\n")
+                    fh.write(json.dumps({"step": step, "where": where, "hashes": hashes}) + "\n")
         if len(set(hashes)) != 1:
             raise RuntimeError(
-                f"ranks disagree on the data stream at step {trainer.global_step} ({where}): "
+                f"ranks disagree on the data stream at step {step} ({where}): "
                 f"state hashes {hashes}; the mixture or example weights diverged"
             )
 

@@ -177,6 +177,18 @@ class DistillModule(pl.LightningModule):
         log.warning("%s: skipped (%d so far)", msg, self.skipped_batches)
         return False
 
+    def on_train_start(self) -> None:
+        self._logger_step_aligned = False
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        if not getattr(self, "_logger_step_aligned", True):
+            # Lightning's logger step (_batches_that_stepped) is restored one too high when the checkpoint was
+            # written at the end of a fit (its resume heuristics assume a mid-epoch save), which would shift
+            # every curve of a run extended with --ckpt_path last by one step. At the first batch after
+            # (re)start it must equal the optimiser step: set it.
+            self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
+            self._logger_step_aligned = True
+
     def training_step(self, batch: dict, batch_idx: int):
         stats = self.student(**student_inputs(batch), chunk_size=self.chunk_size)
         loss = reduce_loss(
@@ -233,6 +245,13 @@ class DistillModule(pl.LightningModule):
                 metrics["train/skipped_batches"] = float(self.skipped_batches)
             self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1, rank_zero_only=True)
             self.log("loss", metrics["train/loss"], prog_bar=True, logger=False, batch_size=1)
+        elif self.skipped_batches and self._should_log():
+            # Every micro-batch of the step was skipped (ranks agree). Lightning would re-log the previous step's
+            # values at this step, so the curve would show a loss that never happened: log NaN and the count.
+            nan = float("nan")
+            metrics = {"train/loss": nan, "train/skipped_batches": float(self.skipped_batches)}
+            metrics.update({f"train/loss/{name}": nan for name in self.trainer.datamodule.source_names})
+            self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1, rank_zero_only=True)
         self._reset_step_stats()
 
     def _should_log(self) -> bool:
