@@ -69,6 +69,8 @@ def part_a(out: Path, args) -> dict:
 def part_b(out: Path, args) -> dict:
     results: dict[str, list[dict]] = {}
     for arm, extra in ARMS.items():
+        if args.arms and arm not in args.arms:
+            continue
         for seed in args.seeds:
             run = out / f"b_{arm}_s{seed}"
             summary = fit(run, overlay(run, seed, args.steps, args.val_every, extra))
@@ -134,6 +136,7 @@ def main() -> None:
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--warmup-steps", type=int, default=150)
     p.add_argument("--single-steps", type=int, default=300)
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), help="part b: only these arms (parallel workers)")
     p.add_argument("--report", action="store_true", help="only rewrite the report from cached runs")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "experiments" / "dmc.md")
     args = p.parse_args()
