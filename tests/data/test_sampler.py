@@ -135,3 +135,25 @@ def test_a_source_with_nothing_to_draw_is_skipped():
     assert np.allclose(s.effective_source_weights(), [0.5 / 0.7, 0.0, 0.2 / 0.7])
     drawn = s.draw().indices
     assert not np.any((drawn >= 50) & (drawn < 80))
+
+
+def test_drawable_tracks_updates_without_scanning_the_pool():
+    """The per-source positive counts behind drawable() agree with a full scan after any sequence of updates."""
+    rng = np.random.default_rng(0)
+    s = _sampler(global_batch_size=8)
+    n = int(s.offsets[-1])
+
+    def scan() -> np.ndarray:
+        return np.array([w.sum() > 0 for w in s.example_weights])
+
+    for _ in range(200):
+        idx = rng.integers(0, n, size=rng.integers(1, 40))  # repeated indices included
+        w = rng.choice([0.0, 0.0, 0.5, 2.0], size=len(idx))
+        s.set_example_weights(idx, w)
+        assert np.array_equal(s._positive, [np.count_nonzero(x > 0) for x in s.example_weights])
+        assert np.array_equal(s.drawable(), scan())
+    s.set_example_weights(np.arange(int(s.offsets[1]), int(s.offsets[2])), 0.0)
+    assert not s.drawable()[1]
+    restored = _sampler(global_batch_size=8)
+    restored.load_state_dict(s.state_dict())
+    assert np.array_equal(restored.drawable(), scan()) and np.array_equal(restored._positive, s._positive)
