@@ -52,6 +52,8 @@ def run_arms(out: Path, args) -> dict:
     ckpt = warm_checkpoint(out, args)
     results: dict[str, list[dict]] = {}
     for arm, extra in arms(args.budget, args.refresh).items():
+        if args.arms and arm not in args.arms:
+            continue
         for seed in args.seeds:
             run = out / f"{arm}_s{seed}"
             cfg = overlay(run, seed, args.steps, args.val_every, {
@@ -134,6 +136,7 @@ def main() -> None:
     p.add_argument("--refresh", type=int, default=100, help="online arm: steps between rescoring")
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--warmup-steps", type=int, default=150)
+    p.add_argument("--arms", nargs="+", choices=["all", "random", "offline", "online"], help="only these arms")
     p.add_argument("--report", action="store_true", help="only rewrite the report from cached runs")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "experiments" / "lark.md")
     args = p.parse_args()
