@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,12 +74,44 @@ def part_b(out: Path, args) -> dict:
             continue
         for seed in args.seeds:
             run = out / f"b_{arm}_s{seed}"
+            if args.cached_only and not (run / "summary.json").exists():
+                continue
             summary = fit(run, overlay(run, seed, args.steps, args.val_every, extra))
-            curve = scalars(run).get("val/accuracy", [])
+            tb = scalars(run)
             results.setdefault(arm, []).append(
-                {"seed": seed, "metrics": summary["metrics"], "curve": curve, "wall": summary.get("wall_seconds")}
+                {
+                    "seed": seed,
+                    "metrics": summary["metrics"],
+                    "curve": tb.get("val/accuracy", []),
+                    "wall": summary.get("wall_seconds"),
+                    "tokens": estimated_tokens(run, tb, args.steps),
+                }
             )
     return results
+
+
+def estimated_tokens(run: Path, tb: dict, steps: int, batch: int = 32) -> float | None:
+    """Training tokens of a run: the mixture in force at each step x the sources' mean trajectory lengths.
+
+    The arms have the same step budget, not the same token budget: a mixture that favours long trajectories
+    trains on more tokens per step. Mean lengths come from the run's own log (per-source summary lines);
+    mixtures from ``mixture/<source>`` (DMC arms) or, without them, equal source weights.
+    """
+    lengths = dict(re.findall(r"source (\w+): .* mean (\d+) tokens", (run / "log.txt").read_text()))
+    if not lengths:
+        return None
+    mean = {k: float(v) for k, v in lengths.items()}
+    changes: dict[int, dict[str, float]] = {}
+    for name in mean:
+        for step, value in tb.get(f"mixture/{name}", []):
+            changes.setdefault(int(step), {})[name] = value
+    weights = {k: 1.0 / len(mean) for k in mean}
+    total = 0.0
+    for step in range(steps):
+        weights.update(changes.get(step, {}))
+        norm = sum(weights.values())
+        total += batch * sum(weights[k] * mean[k] for k in mean) / norm
+    return total
 
 
 def report(out: Path, res: dict, args) -> str:
@@ -113,16 +146,20 @@ def report(out: Path, res: dict, args) -> str:
             f"seeds {args.seeds}. 'Steps to uniform' = first evaluation reaching the uniform arm's final "
             f"mean accuracy ({target:.3f}).",
             "",
-            "| arm | accuracy | easy | hard | steps to uniform (per seed) | wall s |",
-            "|---|---|---|---|---|---|",
+            "| arm | seeds | accuracy | easy | hard | steps to uniform (per seed) | est. tokens (M) | wall s |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for arm, runs in b.items():
             acc = [r["metrics"]["val/accuracy"] for r in runs]
             easy = [r["metrics"]["val/accuracy/easy"] for r in runs]
             hard = [r["metrics"]["val/accuracy/hard"] for r in runs]
             reach = [steps_to_reach(r["curve"], target) for r in runs]
-            wall = np.mean([r["wall"] or np.nan for r in runs])
-            lines.append(f"| {arm} | {mean_std(acc)} | {mean_std(easy)} | {mean_std(hard)} | {reach} | {wall:.0f} |")
+            wall = np.nanmean([r["wall"] or np.nan for r in runs])
+            tokens = [r.get("tokens") or np.nan for r in runs]
+            lines.append(
+                f"| {arm} | {len(runs)} | {mean_std(acc)} | {mean_std(easy)} | {mean_std(hard)} | {reach} | "
+                f"{np.nanmean(tokens) / 1e6:.2f} | {wall:.0f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -137,6 +174,7 @@ def main() -> None:
     p.add_argument("--warmup-steps", type=int, default=150)
     p.add_argument("--single-steps", type=int, default=300)
     p.add_argument("--arms", nargs="+", choices=list(ARMS), help="part b: only these arms (parallel workers)")
+    p.add_argument("--cached-only", action="store_true", help="part b: report finished runs, start none")
     p.add_argument("--report", action="store_true", help="only rewrite the report from cached runs")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "experiments" / "dmc.md")
     args = p.parse_args()
