@@ -56,6 +56,8 @@ def run_arms(out: Path, args) -> dict:
             continue
         for seed in args.seeds:
             run = out / f"{arm}_s{seed}"
+            if args.cached_only and not (run / "summary.json").exists():
+                continue
             cfg = overlay(run, seed, args.steps, args.val_every, {
                 "model": {"student": {"init_checkpoint": ckpt}, "scheduler": {"warmup_steps": 0}},
                 "dmc": None, **extra,
@@ -137,6 +139,7 @@ def main() -> None:
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--warmup-steps", type=int, default=150)
     p.add_argument("--arms", nargs="+", choices=["all", "random", "offline", "online"], help="only these arms")
+    p.add_argument("--cached-only", action="store_true", help="report finished runs, start none")
     p.add_argument("--report", action="store_true", help="only rewrite the report from cached runs")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "experiments" / "lark.md")
     args = p.parse_args()
