@@ -185,6 +185,13 @@ def _load_sharded(student: torch.nn.Module, path: Path) -> None:
         dcp.load({root: {f"student.{k}": v for k, v in target.items()}}, storage_reader=reader, no_dist=True)
 
 
+def load_trained_student(module, ckpt: str | Path) -> int:
+    """Load a checkpoint's (file or sharded) student weights into a configured module; returns its global step."""
+    checkpoint = read_checkpoint(ckpt)
+    load_student_weights(module, ckpt, checkpoint)
+    return int(checkpoint.get("global_step") or 0)
+
+
 def restore_module(ckpt: str | Path):
     """``(module, checkpoint)``: a ``DistillModule`` with the checkpoint's student, plus its non-weight part."""
     checkpoint = read_checkpoint(ckpt)

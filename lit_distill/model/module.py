@@ -33,7 +33,6 @@ from lit_distill.model.student import (
     apply_lora,
     build_causal_lm,
     eval_mode,
-    load_student_state,
     load_tokenizer,
 )
 
@@ -122,6 +121,7 @@ class DistillModule(pl.LightningModule):
             }
         )
         self.nonfinite_loss = nonfinite_loss
+        self._logger_step_aligned = True  # see on_train_batch_start
         self.tokenizer = load_tokenizer(student.tokenizer_path)
         self.student: Student | None = None
         self.val_accuracy: AccuracyBySource | None = None
@@ -141,7 +141,10 @@ class DistillModule(pl.LightningModule):
                 lm.enable_input_require_grads()
         self.student = Student(lm)
         if self.student_config.init_checkpoint:
-            step = load_student_state(self, self.student_config.init_checkpoint)
+            from lit_distill.demo.assets import resolve_path
+            from lit_distill.export import load_trained_student
+
+            step = load_trained_student(self, resolve_path(self.student_config.init_checkpoint))
             log.info("student initialised from %s (step %d)", self.student_config.init_checkpoint, step)
         if self._trainer is not None and is_fsdp2(self.trainer.strategy):
             shard_fsdp2(self.student, data_parallel_mesh(self), self.sharding)
@@ -181,7 +184,7 @@ class DistillModule(pl.LightningModule):
         self._logger_step_aligned = False
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        if not getattr(self, "_logger_step_aligned", True):
+        if not self._logger_step_aligned:
             # Lightning's logger step (_batches_that_stepped) is restored one too high when the checkpoint was
             # written at the end of a fit (its resume heuristics assume a mid-epoch save), which would shift
             # every curve of a run extended with --ckpt_path last by one step. At the first batch after

@@ -124,18 +124,6 @@ def build_causal_lm(cfg: StudentConfig, vocab_size: int | None = None) -> nn.Mod
     return model
 
 
-def load_student_state(module: nn.Module, ckpt: str) -> int:
-    """Copy the ``student.*`` weights of a single-file Lightning checkpoint into ``module``; returns its step."""
-    state = torch.load(resolve_path(ckpt), map_location="cpu", weights_only=True)
-    weights = {k: v for k, v in state["state_dict"].items() if k.startswith("student.")}
-    expected = [k for k in module.state_dict() if k.startswith("student.")]
-    missing = [k for k in expected if k not in weights]
-    if missing:
-        raise ValueError(f"{ckpt}: the checkpoint lacks {len(missing)} student weights, e.g. {missing[0]}")
-    module.load_state_dict(weights, strict=False)
-    return int(state.get("global_step", 0))
-
-
 def apply_lora(model: nn.Module, lora: LoraConfig) -> nn.Module:
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model

@@ -42,10 +42,3 @@ def build_module(config: dict):
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(DistillModule, "model")
     return parser.instantiate_classes(parser.parse_object({"model": config.get("model") or {}})).model
-
-
-def load_student_weights(module, ckpt: str | Path) -> int:
-    """Load the student weights of a Lightning checkpoint into a configured module; returns its global step."""
-    from lit_distill.model.student import load_student_state
-
-    return load_student_state(module, str(ckpt))

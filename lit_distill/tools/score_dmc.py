@@ -34,7 +34,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from lit_distill.callbacks.dmc import DMCProbe
-    from lit_distill.tools.config import build_datamodule, build_module, load_student_weights, read_config
+    from lit_distill.export import load_trained_student
+    from lit_distill.tools.config import build_datamodule, build_module, read_config
 
     config = read_config(args.config)
     dmc_cfg = config.get("dmc") or {}
@@ -44,7 +45,7 @@ def main(argv: list[str]) -> int:
     dm.setup("validate")
     module = build_module(config)
     module.configure_model()
-    step = load_student_weights(module, args.ckpt) if args.ckpt else 0
+    step = load_trained_student(module, args.ckpt) if args.ckpt else 0
     probe = DMCProbe(
         dm.pool,
         args.probe_size or dmc_cfg.get("probe_size", 64),

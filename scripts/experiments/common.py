@@ -6,6 +6,7 @@ Every run lives in its own folder under the experiment's output directory and is
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -73,6 +74,25 @@ def fit(run_dir: Path, cfg: dict, base: Path = DEMO, extra_args: list[str] | Non
     data["wall_seconds"] = time.time() - started
     summary.write_text(json.dumps(data, indent=2))
     return data
+
+
+def warm_checkpoint(run_dir: Path, steps: int) -> str:
+    """A shared starting student: ``steps`` on the uniform mixture, no DMC, no evaluation; cached like every run."""
+    cfg = overlay(run_dir, 0, steps, 10**9, {
+        "data": {"mixture": {"policy": "uniform"}}, "dmc": None, "trainer": {"limit_val_batches": 0},
+    })  # fmt: skip
+    return fit(run_dir, cfg)["checkpoint"]
+
+
+def add_common_arguments(p: argparse.ArgumentParser, name: str, arms: list[str]) -> None:
+    """Options every experiment script takes; ``name`` picks the default run and report locations."""
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "experiments" / name)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--warmup-steps", type=int, default=150, help="steps of the shared warm student")
+    p.add_argument("--arms", nargs="+", choices=arms, help="only these arms (parallel workers)")
+    p.add_argument("--cached-only", action="store_true", help="report finished runs, start none")
+    p.add_argument("--report", action="store_true", help="only rewrite the report from cached runs")
+    p.add_argument("--doc", type=Path, default=REPO / "docs" / "experiments" / f"{name}.md")
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:

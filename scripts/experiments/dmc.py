@@ -18,13 +18,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-from common import DEMO, OFFLINE, REPO, fit, mean_std, overlay, scalars, steps_to_reach
+from common import (
+    DEMO,
+    OFFLINE,
+    REPO,
+    add_common_arguments,
+    fit,
+    mean_std,
+    overlay,
+    scalars,
+    steps_to_reach,
+    warm_checkpoint,
+)
 
 SOURCES = ("concise", "verbose", "noisy", "hard")
 VARIANTS = ("A", "B", "C", "D", "E")
@@ -38,16 +50,11 @@ ARMS = {
 
 
 def part_a(out: Path, args) -> dict:
-    warm = fit(out / "a_warm", overlay(out / "a_warm", 0, args.warmup_steps, 10**9, {
-        "data": {"mixture": {"policy": "uniform"}}, "dmc": None, "trainer": {"limit_val_batches": 0},
-    }))  # fmt: skip
-    ckpt = warm["checkpoint"]
+    ckpt = warm_checkpoint(out / "a_warm", args.warmup_steps)
     static = out / "a_static_dmc.json"
     if not static.exists():
         cmd = [sys.executable, "-m", "lit_distill.cli", "score", "dmc", "--config", str(DEMO), "--ckpt", ckpt]
-        subprocess.run(
-            [*cmd, "--output", str(static)], check=True, env={**__import__("os").environ, **OFFLINE}, cwd=REPO
-        )
+        subprocess.run([*cmd, "--output", str(static)], check=True, env={**os.environ, **OFFLINE}, cwd=REPO)
     dmc = json.loads(static.read_text())["sources"]
     single = {}
     for s in SOURCES:
@@ -116,7 +123,8 @@ def estimated_tokens(run: Path, tb: dict, steps: int, batch: int = 32) -> float 
 
 def report(out: Path, res: dict, args) -> str:
     lines = ["# DMC on the demo pool", "", "Reproduce: `python scripts/experiments/dmc.py` "
-             f"(`--steps {args.steps} --seeds {' '.join(map(str, args.seeds))} --warmup-steps {args.warmup_steps} "
+             f"(`--steps {args.steps} --val-every {args.val_every} --seeds {' '.join(map(str, args.seeds))} "
+             f"--warmup-steps {args.warmup_steps} "
              f"--single-steps {args.single_steps}`). Machine: 2 CPU cores, no GPU. Raw numbers: "
              f"`{out / 'results.json'}`.", ""]  # fmt: skip
     if "a" in res:
@@ -166,17 +174,11 @@ def report(out: Path, res: dict, args) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "experiments" / "dmc")
+    add_common_arguments(p, "dmc", list(ARMS))
     p.add_argument("--part", choices=["a", "b", "all"], default="all")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--val-every", type=int, default=100)
-    p.add_argument("--warmup-steps", type=int, default=150)
     p.add_argument("--single-steps", type=int, default=300)
-    p.add_argument("--arms", nargs="+", choices=list(ARMS), help="part b: only these arms (parallel workers)")
-    p.add_argument("--cached-only", action="store_true", help="part b: report finished runs, start none")
-    p.add_argument("--report", action="store_true", help="only rewrite the report from cached runs")
-    p.add_argument("--doc", type=Path, default=REPO / "docs" / "experiments" / "dmc.md")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "results.json"

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from common import REPO, fit, mean_std, overlay, scalars
+from common import add_common_arguments, fit, mean_std, overlay, scalars, warm_checkpoint
 
 LARK = "lit_distill.callbacks.lark.LARKCallback"
 
@@ -40,16 +40,8 @@ def arms(budget: int, refresh: int) -> dict[str, dict]:
     }
 
 
-def warm_checkpoint(out: Path, args) -> str:
-    """The shared starting student (trained once, cached like every run)."""
-    cfg = overlay(out / "warm", 0, args.warmup_steps, 10**9, {
-        "data": {"mixture": {"policy": "uniform"}}, "dmc": None, "trainer": {"limit_val_batches": 0},
-    })  # fmt: skip
-    return fit(out / "warm", cfg)["checkpoint"]
-
-
 def run_arms(out: Path, args) -> dict:
-    ckpt = warm_checkpoint(out, args)
+    ckpt = warm_checkpoint(out / "warm", args.warmup_steps)
     results: dict[str, list[dict]] = {}
     for arm, extra in arms(args.budget, args.refresh).items():
         if args.arms and arm not in args.arms:
@@ -93,7 +85,8 @@ def report(out: Path, res: dict, args) -> str:
     lines = [
         "# LARK on the demo pool",
         "",
-        f"Reproduce: `python scripts/experiments/lark.py --steps {args.steps} --budget {args.budget} "
+        f"Reproduce: `python scripts/experiments/lark.py --steps {args.steps} --val-every {args.val_every} "
+        f"--budget {args.budget} "
         f"--refresh {args.refresh} --warmup-steps {args.warmup_steps} --seeds {' '.join(map(str, args.seeds))}`. "
         f"Machine: 2 CPU cores, no GPU. Raw numbers: `{out / 'results.json'}`.",
         "",
@@ -131,17 +124,11 @@ def report(out: Path, res: dict, args) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "experiments" / "lark")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_common_arguments(p, "lark", ["all", "random", "offline", "online"])
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--budget", type=int, default=1, help="trajectories kept per problem (of K=3)")
     p.add_argument("--refresh", type=int, default=100, help="online arm: steps between rescoring")
     p.add_argument("--val-every", type=int, default=100)
-    p.add_argument("--warmup-steps", type=int, default=150)
-    p.add_argument("--arms", nargs="+", choices=["all", "random", "offline", "online"], help="only these arms")
-    p.add_argument("--cached-only", action="store_true", help="report finished runs, start none")
-    p.add_argument("--report", action="store_true", help="only rewrite the report from cached runs")
-    p.add_argument("--doc", type=Path, default=REPO / "docs" / "experiments" / "lark.md")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "results.json"

@@ -257,3 +257,22 @@ def test_fsdp2_sharded_checkpoint_export(pool_dir, tokenizer_dir, tmp_path):
         a = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
         b = gathered.generate(input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
     assert torch.equal(a, b)
+
+
+def test_init_checkpoint_starts_a_run_from_trained_weights(single_run):
+    """``model.student.init_checkpoint`` loads the checkpoint's student through the export reader."""
+    ckpt = single_run / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    hp = state["hyper_parameters"]
+    module = DistillModule(**{**hp, "student": {**hp["student"], "init_checkpoint": str(ckpt)}})
+    module.configure_model()
+    _assert_same_weights(
+        module.student.state_dict(),
+        {k.removeprefix("student."): v for k, v in state["state_dict"].items() if k.startswith("student.")},
+    )
+    fresh = DistillModule(**hp)
+    fresh.configure_model()
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(fresh.student.state_dict().values(), module.student.state_dict().values(), strict=True)
+    )
