@@ -318,7 +318,8 @@ class DistillModule(pl.LightningModule):
         result = self.val_accuracy.compute()
         names = self.trainer.datamodule.prompts.names
         metrics = {"val/accuracy": result["overall"].item()}
-        for name, acc in zip(names, result["per_source"].tolist(), strict=True):
+        # torchmetrics squeezes a one-element result to a 0-d tensor: reshape keeps one value per set.
+        for name, acc in zip(names, result["per_source"].reshape(-1).tolist(), strict=True):
             metrics[f"val/accuracy/{name}"] = acc
         # The metric is already reduced over ranks; sync_dist only averages identical values (and keeps
         # Lightning from warning about unsynced epoch-level metrics).
