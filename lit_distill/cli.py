@@ -46,6 +46,7 @@ def _cli_class():
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
+    from lit_distill.callbacks.budget import TokenBudget
     from lit_distill.callbacks.consistency import StreamConsistency
     from lit_distill.callbacks.dmc import DMCCallback
     from lit_distill.callbacks.lark import LARKCallback
@@ -66,7 +67,13 @@ def _cli_class():
             # Data-selection callbacks live under their own keys so composing configs never drops them.
             # Opt-in (subclass mode: a key absent from the config means no callback; the YAML gives
             # class_path and init_args). Non-subclass groups would always be built from their defaults.
-            for cls, key in ((DMCCallback, "dmc"), (LARKCallback, "lark"), (StreamConsistency, "consistency")):
+            opt_in = (
+                (DMCCallback, "dmc"),
+                (LARKCallback, "lark"),
+                (StreamConsistency, "consistency"),
+                (TokenBudget, "budget"),
+            )
+            for cls, key in opt_in:
                 parser.add_lightning_class_args(cls, key, subclass_mode=True, required=False)
 
         def before_instantiate_classes(self) -> None:
@@ -156,6 +163,7 @@ TOOLS = {
     "score": "lit_distill.tools.score:main",
     "select": "lit_distill.tools.select:main",
     "export": "lit_distill.tools.export:main",
+    "compare": "lit_distill.tools.compare:main",
 }
 
 USAGE = """usage: lit-distill {fit,validate,test} --config CONFIG.yaml [overrides]
@@ -163,6 +171,7 @@ USAGE = """usage: lit-distill {fit,validate,test} --config CONFIG.yaml [override
        lit-distill score {lark,dmc} ...
        lit-distill select lark ...
        lit-distill export --ckpt PATH --output DIR [--merge-lora]
+       lit-distill compare --config BASE.yaml --arm NAME=OVERLAY.yaml ... --output DIR
 
 Student-centred reasoning distillation with PyTorch Lightning.
   fit/validate/test   train or evaluate (LightningCLI; `lit-distill fit --help` lists every option)
@@ -170,6 +179,7 @@ Student-centred reasoning distillation with PyTorch Lightning.
   score lark|dmc      score trajectories (LARK) or sources (static DMC) with a student
   select lark         keep the top-B trajectories of every problem by LARK score
   export              write a checkpoint's student as a save_pretrained directory
+  compare             run arms x seeds through fit and report paired differences with CIs
 """
 
 
