@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from helpers import callback, run_cli, scalars, tiny_config, write_config
 from lit_distill.compare.stats import bootstrap_mean_ci, paired_difference
+
+from helpers import callback, run_cli, scalars, tiny_config, write_config
 
 
 def test_paired_difference_pairs_by_seed_and_brackets_the_mean():
