@@ -72,6 +72,8 @@ def reference_from(solution: str) -> str:
 
 def turns(raw: Any, where: str, fld: str) -> list[dict[str, str]]:
     """A list of turns as ``{role, content}`` or ShareGPT ``{from, value}``."""
+    if raw is None:
+        raise SourceError(f"{where}: field '{fld}' is missing (null or absent)")
     if not isinstance(raw, list) or not raw:
         raise SourceError(f"{where}: field '{fld}' must be a non-empty list of {{role, content}} turns")
     out = []

@@ -311,8 +311,8 @@ def _row_records(row: dict, ridx: int, loc: int, *, cfg: SourceConfig, m: dict, 
         if not cfg.require_response and msgs[-1]["role"] == "assistant":
             msgs.pop()  # evaluation prompts: the model writes the answer
     pid = prompt_key(convs[0])
-    if "problem_id" in m:
-        raw = row.get(m["problem_id"])
+    raw = row.get(m["problem_id"]) if "problem_id" in m else None
+    if raw is not None:  # a row without one is identified by its question
         if isinstance(raw, bool) or not isinstance(raw, str | int):
             raise SourceError(f"{where}: field '{m['problem_id']}' must be a string or an integer, got {raw!r:.40}")
         pid = str(raw)
@@ -321,7 +321,7 @@ def _row_records(row: dict, ridx: int, loc: int, *, cfg: SourceConfig, m: dict, 
         cids = list(range(n))
     if "candidate_id" in m:
         vals = _per_candidate(row.get(m["candidate_id"]), n, exploded, where, m["candidate_id"], fld)
-        cids = [_int_id(v, where, m["candidate_id"], is_csv) for v in vals]
+        cids = [-1 if v is None else _int_id(v, where, m["candidate_id"], is_csv) for v in vals]
     teachers = [""] * n
     if "teacher" in m:
         vals = _per_candidate(row.get(m["teacher"]), n, exploded, where, m["teacher"], fld)
