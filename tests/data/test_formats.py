@@ -225,3 +225,22 @@ def test_raw_rows_line_up_with_the_records(tmp_path):
     ds = _load(path, correctness="quality")
     raw = _load_file(SourceConfig(name="s", path=str(path)), str(path))
     assert [raw[r]["problem"] for r in ds["row"]] == [Q] * 3 + ["Q2?"] * 3
+
+
+def test_json_array_rows_are_located_by_line(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text('[\n  {"prompt": "Q1", "response": "A"},\n  {"prompt": "Q2",\n   "response": 5}\n]\n')
+    msg = _error(path)
+    assert "line 3" in msg and "'response' must be a string" in msg
+
+
+def test_gsm8k_with_an_explicit_mapping(tmp_path):
+    path = write_jsonl(tmp_path / "g.jsonl", [{"q": "Q?", "sol": "so \\boxed{7}"}])
+    ds = _load(path, fields={"prompt": "q", "response": "sol", "answer": "sol"})
+    assert ds["answer"] == ["7"]
+
+
+def test_sharegpt_unknown_role_names_the_field(tmp_path):
+    conv = [{"from": "human", "value": Q}, {"from": "robot", "value": "42"}]
+    msg = _error(write_jsonl(tmp_path / "sg.jsonl", [{"conversations": conv}]))
+    assert "line 1" in msg and "conversations[1].from" in msg and "'robot'" in msg
