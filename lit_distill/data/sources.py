@@ -175,11 +175,32 @@ def _builder(cfg: SourceConfig, file: str) -> str:
 
 
 def _load_file(cfg: SourceConfig, file: str) -> list[dict]:
-    """The raw rows of one file, in order (``row`` in the records indexes this list)."""
+    """The raw rows of one file, in order, a row with a list of responses repeated once per response
+    (holding that response and its entry of the aligned lists), so ``row`` in the records indexes this
+    list and ``(file, row)`` identifies a candidate (``score lark`` and ``select lark`` key on it)."""
     try:
-        return [row for _, row in iter_rows(file, _builder(cfg, file))]
+        fmt = _builder(cfg, file)
+        m = _mapping(cfg, column_names(file, fmt), f"source '{cfg.name}', {file}")
+        return [one for _, row in iter_rows(file, fmt) for one in _explode_raw(row, m, cfg)]
     except SourceError as e:
-        raise SourceError(f"source '{cfg.name}', {e}") from None
+        msg = str(e)
+        raise SourceError(msg if msg.startswith("source '") else f"source '{cfg.name}', {msg}") from None
+
+
+def _explode_raw(row: dict, m: dict[str, str], cfg: SourceConfig) -> list[dict]:
+    col = m.get("response")
+    resp = row.get(col) if col and "messages" not in m and cfg.require_response else None
+    if not isinstance(resp, list) or not resp or all(isinstance(t, dict) for t in resp):
+        return [row]
+    out = []
+    for k, value in enumerate(resp):
+        one = {**row, col: value}
+        for key in ("correct", "teacher", "candidate_id"):
+            aligned = row.get(m[key]) if key in m else None
+            if isinstance(aligned, list) and len(aligned) == len(resp):
+                one[m[key]] = aligned[k]
+        out.append(one)
+    return out
 
 
 def _mapping(cfg: SourceConfig, columns: list[str], where: str) -> dict[str, str]:
@@ -344,7 +365,7 @@ def _row_records(row: dict, ridx: int, loc: int, *, cfg: SourceConfig, m: dict, 
             "teacher": teachers[k],
             "messages": convs[k],
             "answer": answers[k],
-            "row": ridx,
+            "row": ridx + k,
             "line": loc,
             "file": fidx,
             "generation": k if exploded else -1,
@@ -389,8 +410,11 @@ def _generate(cfg: SourceConfig, files: tuple[str, ...], hub: bool, stamp: tuple
             fmt = _builder(cfg, file)
             columns, rows_of = column_names(file, fmt), iter_rows(file, fmt)
         m = _mapping(cfg, columns, f"source '{cfg.name}', {file}")
-        for ridx, (loc, row) in enumerate(rows_of):
-            yield from _row_records(row, ridx, loc, cfg=cfg, m=m, file=file, fidx=fidx)
+        ridx = 0  # index into _load_file's list: one entry per candidate of an exploded row
+        for loc, row in rows_of:
+            records = _row_records(row, ridx, loc, cfg=cfg, m=m, file=file, fidx=fidx)
+            ridx += len(records)
+            yield from records
 
 
 def _source_error(e: BaseException) -> SourceError | None:

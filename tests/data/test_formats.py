@@ -220,11 +220,16 @@ def test_rewritten_file_is_reloaded_not_served_from_cache(tmp_path):
 
 
 def test_raw_rows_line_up_with_the_records(tmp_path):
-    # `select lark` reads the original rows back through (file, row).
+    # `score lark` and `select lark` key on (file, row) and read the original rows back through it.
     path = write_jsonl(tmp_path / "r1.jsonl", [OPENR1, {**OPENR1, "problem": "Q2?"}])
     ds = _load(path, correctness="quality")
     raw = _load_file(SourceConfig(name="s", path=str(path)), str(path))
+    assert ds["row"] == list(range(6))  # (file, row) identifies a candidate, not just a line
     assert [raw[r]["problem"] for r in ds["row"]] == [Q] * 3 + ["Q2?"] * 3
+    assert [raw[r]["generations"] for r in ds["row"][:3]] == OPENR1["generations"]
+    assert [raw[r]["correctness_math_verify"] for r in ds["row"][:3]] == [True, False, True]
+    filtered = _load(path)  # the filter keeps the indices of the candidates it keeps
+    assert filtered["row"] == [0, 2, 3, 5]
 
 
 def test_json_array_rows_are_located_by_line(tmp_path):
