@@ -101,8 +101,10 @@ def _print_schema_only(configs: list[SourceConfig]) -> None:
     print("-" * len(head))
     for cfg in configs:
         ds = with_quality(load_source(cfg)[0])
-        q = np.asarray(ds["quality"])
-        problems = len(set(ds["problem_id"]))
+        q = np.asarray(ds.data.column("quality").to_numpy())
+        flags = np.asarray(ds.data.column("correct").to_numpy())
+        q = np.where(flags >= 0, flags, q)  # the data's own correctness flags (correctness: quality) win
+        problems = len(set(ds.data.column("problem_id").to_pylist()))
         answered = int((q >= 0).sum())
         correct = f"{(q == 1).sum() / answered:.0%}" if answered else "-"
         print(
