@@ -42,13 +42,22 @@ from typing import Any
 
 import datasets
 
-from lit_distill.data import rows
+from lit_distill.data import checks, rows
+from lit_distill.data.checks import check_problem_questions
 from lit_distill.data.readers import EXTENSIONS, SourceError, column_names, iter_rows, unit
 from lit_distill.data.rows import prompt_key
 from lit_distill.demo.assets import resolve_path
 from lit_distill.eval.answers import extract_answer
 
-__all__ = ["SourceConfig", "SourceError", "check_source_names", "describe_source", "load_source", "prompt_key"]
+__all__ = [
+    "SourceConfig",
+    "SourceError",
+    "check_problem_questions",
+    "check_source_names",
+    "describe_source",
+    "load_source",
+    "prompt_key",
+]
 log = logging.getLogger(__name__)
 
 # Column names tried, in order, when `fields` does not say where a schema field lives.
@@ -432,60 +441,6 @@ def _stamp(files: list[str], hub: bool) -> tuple:
     return tuple((f, (st := os.stat(f)).st_size, st.st_mtime_ns, st.st_ino) for f in files)
 
 
-def _col(ds: datasets.Dataset, name: str) -> list:
-    """A column as a list, through Arrow (iterating ``ds[name]`` decodes row by row: ~50x slower)."""
-    table = ds.flatten_indices().data if ds._indices is not None else ds.data
-    return table.column(name).to_pylist()
-
-
-def _at(ds_files: list, ds_lines: list, files: list[str], i: int) -> str:
-    f = files[ds_files[i]]
-    return f"{f}, {unit(f)} {ds_lines[i]}"
-
-
-def _assign_candidate_ids(ds: datasets.Dataset) -> datasets.Dataset:
-    """Rows without a candidate id get their order of appearance within their problem."""
-    cids = _col(ds, "candidate_id")
-    if min(cids, default=0) >= 0:
-        return ds
-    seen: dict[str, int] = {}
-    out = []
-    for pid, cid in zip(_col(ds, "problem_id"), cids, strict=True):
-        n = seen.get(pid, 0)
-        seen[pid] = n + 1
-        out.append(n if cid < 0 else cid)
-    return ds.remove_columns("candidate_id").add_column("candidate_id", out, feature=_FEATURES["candidate_id"])
-
-
-def _check_unique_candidates(ds: datasets.Dataset, files: list[str], cfg: SourceConfig) -> None:
-    seen: dict[tuple[str, int], int] = {}
-    for i, key in enumerate(zip(_col(ds, "problem_id"), _col(ds, "candidate_id"), strict=True)):
-        j = seen.setdefault(key, i)
-        if j != i:
-            f, ln = _col(ds, "file"), _col(ds, "line")
-            raise SourceError(
-                f"source '{cfg.name}': {_at(f, ln, files, j)} and {_at(f, ln, files, i)} are both candidate "
-                f"{key[1]} of problem '{key[0]}'; candidate ids must be unique within a problem (give every "
-                "row of a problem a candidate_id, or none)"
-            )
-
-
-def check_problem_questions(parts: list[tuple[datasets.Dataset, list[str]]], what: str) -> None:
-    """Rows that share a problem id must ask the same question (user turns); LARK would otherwise keep B
-    candidates of what are really different problems. ``parts``: (records, files) of one or more sources."""
-    first: dict[str, tuple[str, int, int]] = {}
-    for p, (ds, files) in enumerate(parts):
-        for i, (pid, q) in enumerate(zip(_col(ds, "problem_id"), _col(ds, "question"), strict=True)):
-            q0, p0, i0 = first.setdefault(pid, (q, p, i))
-            if q0 != q:
-                a = _at(_col(parts[p0][0], "file"), _col(parts[p0][0], "line"), parts[p0][1], i0)
-                b = _at(_col(ds, "file"), _col(ds, "line"), files, i)
-                raise SourceError(
-                    f"{what}: {a} and {b} share problem_id '{pid}' but ask different questions; give them "
-                    "different problem ids (or leave problem_id out: the question then identifies the problem)"
-                )
-
-
 def load_source(cfg: SourceConfig, num_proc: int | None = None) -> tuple[datasets.Dataset, list[str]]:
     """Load and validate one source.
 
@@ -516,40 +471,14 @@ def load_source(cfg: SourceConfig, num_proc: int | None = None) -> tuple[dataset
         if hub:
             raise SourceError(f"source '{cfg.name}': cannot load '{files[0]}' (split {cfg.split}): {e}") from e
         raise
-    ds = _assign_candidate_ids(ds)
-    _check_unique_candidates(ds, files, cfg)
+    ds = checks.assign_candidate_ids(ds)
+    checks.check_unique_candidates(ds, files, cfg.name)
     check_problem_questions([(ds, files)], f"source '{cfg.name}'")
     if cfg.correctness == "filter":
-        ds = _drop_incorrect(ds, cfg)
+        ds = checks.drop_incorrect(ds, cfg.name)
     if cfg.max_samples is not None and cfg.max_samples < len(ds):
-        ds = _subsample_problems(ds, cfg.max_samples, cfg.seed)
+        ds = checks.subsample_problems(ds, cfg.max_samples, cfg.seed)
     return ds, files
-
-
-def _drop_incorrect(ds: datasets.Dataset, cfg: SourceConfig) -> datasets.Dataset:
-    import numpy as np
-
-    correct = np.asarray(_col(ds, "correct"))
-    bad = int((correct == 0).sum())
-    if not bad:
-        return ds
-    if bad == len(ds):
-        raise SourceError(f"source '{cfg.name}': every candidate is marked incorrect (correctness: filter)")
-    log.info("source %s: dropped %d of %d candidates marked incorrect (correctness: filter)", cfg.name, bad, len(ds))
-    return ds.select(np.flatnonzero(correct != 0)).flatten_indices()
-
-
-def _subsample_problems(ds: datasets.Dataset, max_rows: int, seed: int) -> datasets.Dataset:
-    """Whole problems in a seeded random order until ``max_rows`` would be exceeded (LARK needs every
-    candidate of a problem, so candidates are never split)."""
-    import numpy as np
-
-    keys, inverse = np.unique(np.asarray(_col(ds, "problem_id"), dtype=object), return_inverse=True)
-    sizes = np.bincount(inverse, minlength=len(keys))
-    order = np.random.default_rng(seed).permutation(len(keys))
-    keep = order[np.cumsum(sizes[order]) <= max_rows]
-    rows = np.flatnonzero(np.isin(inverse, keep))
-    return ds.select(rows).flatten_indices()
 
 
 def check_source_names(names: list[str], known: list[str], what: str) -> None:
