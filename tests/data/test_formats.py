@@ -46,6 +46,12 @@ def test_openr1_generations_become_candidates_filtered_by_correctness(tmp_path):
     assert describe_source(SourceConfig(name="s", path=str(path)))[0].endswith("ignored: solution")
 
 
+def test_openr1_messages_column_does_not_hide_the_generations(tmp_path):
+    msgs = [{"role": "user", "content": Q}, {"role": "assistant", "content": OPENR1["generations"][0]}]
+    ds = _load(write_jsonl(tmp_path / "r1.jsonl", [{**OPENR1, "messages": msgs}]))
+    assert ds["generation"] == [0, 2]
+
+
 def test_openr1_correctness_as_quality_or_ignored(tmp_path):
     path = write_jsonl(tmp_path / "r1.jsonl", [OPENR1])
     ds = _load(path, correctness="quality")
