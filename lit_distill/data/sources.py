@@ -235,7 +235,7 @@ def _mapping(cfg: SourceConfig, columns: list[str], where: str) -> dict[str, str
     if "messages" in mapping and "prompt" in cfg.fields:
         del mapping["messages"]  # an explicit prompt/response mapping wins over a detected messages column
     elif "messages" not in cfg.fields and mapping.get("response") == "generations" and "prompt" in mapping:
-        del mapping["messages"]  # OpenR1: `messages` repeats one of the generations; train on all of them
+        mapping.pop("messages", None)  # OpenR1: `messages` repeats one of the generations; train on all of them
     if "messages" in mapping:
         for key in ("prompt", "response", "input"):
             if key not in cfg.fields:
