@@ -29,6 +29,9 @@ Example (YAML)::
       path: data/r1/*.jsonl
       fields: {prompt: problem, response: solution}   # optional; detected from the columns otherwise
       problem_namespace: numina                        # share problem ids with other teachers' files
+    - name: openr1
+      path: data/openr1/*.parquet       # problem, generations [..], correctness_math_verify [..], answer
+      correctness: filter               # or quality / ignore
 """
 
 from __future__ import annotations
