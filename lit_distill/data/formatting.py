@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import datasets
 
+from lit_distill.data.readers import unit
+
 log = logging.getLogger(__name__)
 
 OVERFLOW_POLICIES = ("truncate", "drop", "error")
@@ -61,7 +63,10 @@ def chat_texts(tokenizer, messages: list[dict[str, str]]) -> tuple[str, str]:
 
 
 def _where(batch: dict, i: int, files: list[str]) -> str:
-    return f"source '{batch['source'][i]}', {files[batch['file'][i]]}, row {batch['row'][i]}"
+    file = files[batch["file"][i]]
+    if "line" not in batch:  # records from an older loader: 0-based row
+        return f"source '{batch['source'][i]}', {file}, row {batch['row'][i] + 1}"
+    return f"source '{batch['source'][i]}', {file}, {unit(file)} {batch['line'][i]}"
 
 
 def _tokenise_batch(batch: dict, *, tokenizer, max_length: int, overflow: str, files: list[str]) -> dict:

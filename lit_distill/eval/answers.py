@@ -1,8 +1,20 @@
 """Final-answer extraction and normalisation for generated reasoning.
 
 Used by generation-based evaluation and by quality checks on teacher trajectories: pull the final
-answer out of free text (``\\boxed{}``, then ``####``, then the last number) and normalise it so that
-``"$1,000.00"`` and ``"1000"`` compare equal. Stdlib only, so it is cheap to import anywhere.
+answer out of free text (``\\boxed{}``, then ``####``, then the last number) and decide whether it equals the
+reference the way the field does. Equality is checked in three steps, cheapest first:
+
+1. the normalised strings are equal (``"$1,000.00"`` and ``"1000"``);
+2. both are plain numbers or ``a/b`` fractions: exact rational comparison (``1/2`` and ``0.5``), no sympy;
+3. otherwise `math-verify <https://github.com/huggingface/Math-Verify>`_ (symbolic: ``2\\sqrt{2}`` and
+   ``\\sqrt{8}``, ``x=3`` and ``3``, ``50\\%`` and ``50``, ``10^{\\circ}`` and ``10``). Word answers ("New
+   York") never reach it (it would read them as products of symbols), nor do expressions whose evaluation
+   could hang (huge powers or factorials).
+
+math-verify bounds its work with ``signal.alarm``, which only works on the main thread; off it (a
+validation thread, a thread pool) the alarm is disabled and only the size guard protects us. Any error
+inside math-verify counts as "no match". math-verify is imported on first use, so importing this module
+stays cheap.
 
 Example::
 
@@ -12,8 +24,12 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from functools import lru_cache
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _BOXED_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -129,14 +145,87 @@ def normalize_answer(answer: str | None) -> str | None:
     return s or None
 
 
+_MV_TIMEOUT_S = 3  # per parse / comparison, on the main thread only (signal-based)
+_MV_MAX_CHARS = 200
+# Inputs sympy may never finish with: big exponents, towers of powers, big factorials.
+_COSTLY = re.compile(r"\^\s*\{?\s*[-+]?\d{4,}|\d{4,}\s*!|\\binom|\\prod|\\sum|\\int")
+_LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
+_WORD = re.compile(r"[a-zA-Z]{2,}")
+
+
+class _DropTimeoutWarning(logging.Filter):
+    """math-verify warns once per process when its alarm is disabled; we do that on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Timeout is disabled" not in record.getMessage()
+
+
+def _rational(s: str) -> Fraction | None:
+    """A normalised plain number or ``a/b`` as an exact fraction, else None."""
+    num, _, den = s.partition("/")
+    if _canonical_number(num) is None or (den and _canonical_number(den) is None):
+        return None
+    try:
+        return Fraction(Decimal(num)) / (Fraction(Decimal(den)) if den else 1)
+    except ZeroDivisionError:
+        return None
+
+
+def _math_verify_eligible(raw: str) -> bool:
+    """Only short, symbolic-looking answers go to math-verify (words and costly expressions do not)."""
+    if len(raw) > _MV_MAX_CHARS or _COSTLY.search(raw):
+        return False
+    return _WORD.search(_LATEX_COMMAND.sub(" ", raw)) is None
+
+
+@lru_cache(maxsize=1)
+def _math_verify():
+    import math_verify
+
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logging.getLogger(name).addFilter(_DropTimeoutWarning())
+    return math_verify
+
+
+def _timeout() -> int | None:
+    return _MV_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+@lru_cache(maxsize=8192)
+def _parse(raw: str, timeout: int | None) -> tuple:
+    return tuple(_math_verify().parse(f"${raw}$", parsing_timeout=timeout))
+
+
+def symbolic_equal(predicted: str, reference: str) -> bool:
+    """math-verify's equivalence of two bare answers; False on any error, timeout or ineligible input."""
+    if not (_math_verify_eligible(predicted) and _math_verify_eligible(reference)):
+        return False
+    timeout = _timeout()
+    try:
+        gold, pred = _parse(reference, timeout), _parse(predicted, timeout)
+        if not gold or not pred:
+            return False
+        return bool(_math_verify().verify(list(gold), list(pred), timeout_seconds=timeout))
+    except Exception:  # sympy can raise anything on odd input; that is "not equal"
+        return False
+
+
 def answers_match(prediction_text: str, reference: str) -> bool:
-    """True when the answer extracted from ``prediction_text`` equals the reference after normalisation.
+    """True when the answer extracted from ``prediction_text`` is equivalent to the reference.
 
     ``reference`` is a bare answer string; if it still carries ``\\boxed{}`` or ``####`` (a full
-    solution was passed), its answer is extracted first.
+    solution was passed), its answer is extracted first. See the module docstring for the three steps.
     """
     if "\\boxed" in reference or "\\fbox" in reference or "####" in reference:
         reference = extract_answer(reference) or ""
-    predicted = normalize_answer(extract_answer(prediction_text))
+    raw_predicted = extract_answer(prediction_text)
+    predicted = normalize_answer(raw_predicted)
     expected = normalize_answer(reference)
-    return predicted is not None and predicted == expected
+    if predicted is None or expected is None:
+        return False
+    if predicted == expected:
+        return True
+    a, b = _rational(predicted), _rational(expected)
+    if a is not None and b is not None:
+        return a == b  # plain numbers: decided exactly, without sympy
+    return symbolic_equal(raw_predicted.strip(), reference.strip())

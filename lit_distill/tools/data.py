@@ -1,40 +1,73 @@
 """``lit-distill data``: validate sources with the training loader and print what is in them.
 
     lit-distill data configs/demo.yaml                  # every source of a training config
-    lit-distill data a.jsonl b.parquet --tokenizer DIR  # files, one source each (named by file stem)
+    lit-distill data configs/demo.yaml --tokenizer DIR  # ... with another tokenizer
+    lit-distill data a.jsonl b.parquet                  # files, one source each (named by file stem)
+    lit-distill data a.jsonl --tokenizer DIR            # ... with token-length statistics
 
-Prints per source: examples, problems, candidates per problem, rows truncated/dropped by the length policy,
-answer coverage (rows with a reference answer, and how many trajectories reach it) and token-length
-statistics. Exits with status 1 and the loader's message (file, row, field) on the first bad source.
+Prints per source: the detected column mapping and the ignored columns, then examples, problems, candidates
+per problem, rows truncated/dropped by the length policy, answer coverage (rows with a reference answer,
+and how many trajectories reach it) and token-length statistics. Without a tokenizer (bare files) the
+schema checks still run and the length columns say "no tokenizer". Exits with status 1 and a one-line
+message (file, line, field; or the config key) on the first bad source or config.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from lit_distill.data.formatting import FormatError
-from lit_distill.data.sources import SourceError
+from lit_distill.data.sources import SourceConfig, SourceError, describe_source
 from lit_distill.tools.config import build_datamodule, read_config
+
+_ERRORS = (SourceError, FormatError, ValueError, KeyError, OSError, argparse.ArgumentError)
 
 
 def _datamodule_from_config(path: str, overrides: dict):
     """Build the DistillDataModule a training config describes (same types and checks as the CLI)."""
-    config = read_config(path)
+    try:
+        config = read_config(path)
+    except FileNotFoundError:
+        raise SourceError(f"{path}: no such config file") from None
+    except Exception as e:  # yaml's errors carry the line
+        raise SourceError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if not (config.get("data") or {}).get("sources"):
         raise SourceError(f"{path}: the config has no data.sources")
-    return build_datamodule(config, **overrides)
+    try:
+        return build_datamodule(config, **overrides)
+    except argparse.ArgumentError as e:  # jsonargparse: an unknown key, a wrong type
+        raise SourceError(f"{path}: {str(e).splitlines()[0]}{_did_you_mean(str(e))}") from None
+
+
+def _did_you_mean(message: str) -> str:
+    import difflib
+    import inspect
+    import re
+
+    from lit_distill.data.datamodule import DistillDataModule
+
+    match = re.search(r"does not accept option '([^']+)'", message)
+    if match is None:
+        return ""
+    known = list(inspect.signature(DistillDataModule.__init__).parameters)[1:]
+    close = difflib.get_close_matches(match.group(1), known, n=1)
+    return f" (did you mean 'data.{close[0]}'?)" if close else ""
 
 
 def _datamodule_from_files(files: list[str], tokenizer: str | None, max_length: int | None):
     from lit_distill.data.datamodule import DistillDataModule
-    from lit_distill.data.sources import SourceConfig
 
-    if tokenizer is None:
-        raise SourceError("give --tokenizer (a tokenizer directory) to validate files without a config")
     sources = [SourceConfig(name=Path(f).stem.replace("/", "_"), path=f) for f in files]
     return DistillDataModule(sources, tokenizer=tokenizer, max_length=max_length or 2048)
+
+
+def _print_mappings(configs: list[SourceConfig]) -> None:
+    for cfg in configs:
+        for line in describe_source(cfg):
+            print(f"{cfg.name}: {line}")
 
 
 def _print_table(pool, max_length: int) -> None:
@@ -56,31 +89,66 @@ def _print_table(pool, max_length: int) -> None:
     print("of trajectories whose final answer matches the reference; 'resp' is mean response tokens.")
 
 
+def _print_schema_only(configs: list[SourceConfig]) -> None:
+    """Counts without a tokenizer: every schema check of the loader, no token lengths."""
+    import numpy as np
+
+    from lit_distill.data.pool import with_quality
+    from lit_distill.data.sources import load_source
+
+    head = f"{'source':<16}{'examples':>9}{'problems':>9}{'cand/pb':>8}{'w/answer':>9}{'correct':>8}  tokens"
+    print(head)
+    print("-" * len(head))
+    for cfg in configs:
+        ds = with_quality(load_source(cfg)[0])
+        q = np.asarray(ds.data.column("quality").to_numpy())
+        flags = np.asarray(ds.data.column("correct").to_numpy())
+        q = np.where(flags >= 0, flags, q)  # the data's own correctness flags (correctness: quality) win
+        problems = len(set(ds.data.column("problem_id").to_pylist()))
+        answered = int((q >= 0).sum())
+        correct = f"{(q == 1).sum() / answered:.0%}" if answered else "-"
+        print(
+            f"{cfg.name:<16}{len(ds):>9}{problems:>9}{len(ds) / problems:>8.2f}{answered / len(ds):>9.0%}"
+            f"{correct:>8}  no tokenizer (give --tokenizer DIR for lengths)"
+        )
+
+
+def _report(dm, tokenizer_known: bool) -> None:
+    _print_mappings(list(dm.source_configs) + list(dm.eval_configs or []))
+    if not tokenizer_known:
+        _print_schema_only(list(dm.source_configs))
+        return
+    pool = dm.build_pool()
+    prompts = dm.build_prompts()
+    _print_table(pool, dm.max_length)
+    if prompts is not None:
+        counts = {n: int((prompts.source == i).sum()) for i, n in enumerate(prompts.names)}
+        print("evaluation sets: " + ", ".join(f"{n} ({c} prompts)" for n, c in counts.items()))
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lit-distill data", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="+", help="training config(s) (.yaml) or data files")
-    parser.add_argument("--tokenizer", help="tokenizer for files (configs name their own)")
+    parser.add_argument("--tokenizer", help="tokenizer directory (overrides a config's; optional for files)")
     parser.add_argument("--max-length", type=int, help="override max_length")
     args = parser.parse_args(argv)
+    # The datamodule logs one summary line per source; the table below says the same, once.
+    logging.getLogger("lit_distill.data.datamodule").setLevel(logging.WARNING)
     status = 0
     configs = [p for p in args.inputs if p.endswith((".yaml", ".yml"))]
     files = [p for p in args.inputs if p not in configs]
-    jobs = [(c, lambda c=c: _datamodule_from_config(c, {"max_length": args.max_length})) for c in configs]
+    overrides = {"max_length": args.max_length, "tokenizer": args.tokenizer}
+    jobs = [(c, lambda c=c: _datamodule_from_config(c, overrides), True) for c in configs]
     if files:
-        jobs.append((", ".join(files), lambda: _datamodule_from_files(files, args.tokenizer, args.max_length)))
-    for name, build in jobs:
+        build = lambda: _datamodule_from_files(files, args.tokenizer, args.max_length)  # noqa: E731
+        jobs.append((", ".join(files), build, args.tokenizer is not None))
+    for name, build, tokenizer_known in jobs:
         print(f"== {name}")
         try:
-            dm = build()
-            pool = dm.build_pool()
-            prompts = dm.build_prompts()
-        except (SourceError, FormatError, ValueError, KeyError, FileNotFoundError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            _report(build(), tokenizer_known)
+        except _ERRORS as e:
+            print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
             status = 1
             continue
-        _print_table(pool, dm.max_length)
-        if prompts is not None:
-            counts = {n: int((prompts.source == i).sum()) for i, n in enumerate(prompts.names)}
-            print("evaluation sets: " + ", ".join(f"{n} ({c} prompts)" for n, c in counts.items()))
         print()
     return status

@@ -46,7 +46,7 @@ def test_prefix_violation_is_an_error_naming_the_row(tmp_path, tokenizer):
     tok = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
     tok.chat_template = bad
     ds, files = _source(tmp_path, [{"messages": CONV}, {"messages": CONV}])
-    with pytest.raises(FormatError, match=r"row 0.*not a prefix"):
+    with pytest.raises(FormatError, match=r"line 1.*not a prefix"):
         tokenise_source(ds, tok, files, max_length=512)
 
 
@@ -61,7 +61,7 @@ def test_length_policies_count_what_they_do(tmp_path, tokenizer):
     tok, stats = tokenise_source(ds, tokenizer, files, max_length=100, overflow="drop")
     assert (stats.kept, stats.truncated, stats.dropped) == (2, 0, 1)
     assert len(tok) == 2
-    with pytest.raises(FormatError, match=r"row 1: \d+ tokens exceed max_length=100"):
+    with pytest.raises(FormatError, match=r"line 2: \d+ tokens exceed max_length=100"):
         tokenise_source(ds, tokenizer, files, max_length=100, overflow="error")
 
 

@@ -96,7 +96,7 @@ def _error(tmp_path, rows, **kw) -> str:
 
 def test_malformed_json_names_row_and_line(tmp_path):
     msg = _error(tmp_path, [json.dumps(ROW), json.dumps(ROW), '{"messages": [oops'])
-    assert "row 2" in msg and "line 3" in msg and "malformed JSON" in msg
+    assert "line 3" in msg and "malformed JSON" in msg and "source 'bad'" in msg
 
 
 def test_missing_field(tmp_path):
@@ -107,24 +107,24 @@ def test_missing_field(tmp_path):
 
 def test_null_field_names_row(tmp_path):
     msg = _error(tmp_path, [{"prompt": "Q", "response": "A"}, {"prompt": "Q2", "response": None}])
-    assert "row 1" in msg and "'response'" in msg and "missing" in msg
+    assert "line 2" in msg and "'response'" in msg and "missing" in msg  # 1-based file lines everywhere
 
 
 def test_wrong_type(tmp_path):
     bad = {**ROW, "messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": ["list"]}]}
     msg = _error(tmp_path, [ROW, bad])
-    assert "row 1" in msg and "messages[1].content" in msg and "must be a string" in msg
+    assert "line 2" in msg and "messages[1].content" in msg and "must be a string" in msg
 
 
 def test_wrong_candidate_id_type(tmp_path):
     msg = _error(tmp_path, [ROW, {**ROW, "candidate_id": "zero"}])
-    assert "row 1" in msg and "candidate_id" in msg
+    assert "line 2" in msg and "candidate_id" in msg
 
 
 def test_empty_assistant_turn(tmp_path):
     bad = {**ROW, "messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "  "}]}
     msg = _error(tmp_path, [bad])
-    assert "row 0" in msg and "assistant turn is empty" in msg
+    assert "line 1" in msg and "assistant turn is empty" in msg
 
 
 def test_unknown_role_and_missing_assistant(tmp_path):

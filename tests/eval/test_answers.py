@@ -1,7 +1,10 @@
 """Tests for answer extraction and normalisation (lit_distill/eval/answers.py)."""
 
+import threading
+
 import pytest
 
+from lit_distill.eval import answers
 from lit_distill.eval.answers import (
     answers_match,
     extract_answer,
@@ -115,7 +118,7 @@ def test_normalize_answer(raw, expected):
         ("4 - 1 = 3\n3 - 7 = -4\n#### -4", "-4", True),
         ("4 - 1 = 3\n3 - 7 = -4\n#### -4", "4", False),
         ("The answer is \\boxed{1,000}.", "1000", True),
-        ("The answer is \\boxed{\\frac{1}{2}}.", "0.5", False),  # no cross-form equivalence
+        ("The answer is \\boxed{\\frac{1}{2}}.", "0.5", True),  # equivalent forms match (math-verify)
         ("The answer is \\boxed{\\frac{1}{2}}.", "1/2", True),
         ("so the total is 3.50 dollars", "3.5", True),
         ("#### 12", "The total is 12.\n#### 12", True),  # a full solution as reference
@@ -135,3 +138,79 @@ def test_reference_is_not_extracted_from_without_markers():
     # A bare reference is taken whole: "3 apples" normalises to "3apples", not to its last number.
     assert not answers_match("#### 3", "3 apples")
     assert answers_match("#### 3 apples", "3")  # the prediction side does extract the number
+
+
+# ---- equivalence the field accepts (math-verify), and what it must still reject ------------------------
+@pytest.mark.parametrize(
+    ("prediction", "reference"),
+    [
+        (r"\boxed{\frac{1}{2}}", "0.5"),
+        (r"\boxed{0.5}", r"\frac{1}{2}"),
+        (r"\boxed{2\sqrt{2}}", r"\sqrt{8}"),
+        (r"\boxed{x=3}", "3"),
+        (r"\boxed{50\%}", "50"),
+        (r"\boxed{10^{\circ}}", "10"),
+        (r"\boxed{\dfrac{3}{4}}", "0.75"),
+        (r"\boxed{(x+1)^2}", "x^2+2x+1"),
+        (r"\boxed{\{1, 2\}}", r"\{2, 1\}"),
+        ("#### 2/4", "0.5"),  # plain numbers: the exact rational path
+        ("#### 2.0", "2"),
+    ],
+)
+def test_field_equivalences_match(prediction, reference):
+    assert answers_match(prediction, reference)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference"),
+    [
+        (r"\boxed{\frac{1}{3}}", "0.33"),  # no rounding on plain numbers
+        (r"\boxed{x=3}", "4"),
+        (r"\boxed{\pi}", "3.14159"),
+        (r"\boxed{(1, 2)}", "(2, 1)"),
+        (r"\boxed{2\sqrt{3}}", r"\sqrt{8}"),
+        (r"\boxed{yes}", "sey"),  # words are compared as text, never as products of symbols
+        (r"\boxed{New York}", "York New"),
+        ("#### 3", "3 apples"),
+        (r"\boxed{2^{10000000000}}", "3"),  # too costly for sympy: not attempted (would hang)
+    ],
+)
+def test_non_equivalent_answers_do_not_match(prediction, reference):
+    assert not answers_match(prediction, reference)
+
+
+def test_costly_inputs_are_never_given_to_sympy():
+    assert not answers._math_verify_eligible("2^{10000000000}")
+    assert not answers._math_verify_eligible("100000!")
+    assert not answers._math_verify_eligible("x" * 500)
+    assert answers._math_verify_eligible(r"2\sqrt{2}")
+
+
+def test_math_verify_off_the_main_thread():
+    # math-verify's signal-based timeout raises ValueError off the main thread; we must disable it there.
+    answers._parse.cache_clear()
+    out = []
+    t = threading.Thread(target=lambda: out.append(answers_match(r"\boxed{2\sqrt{2}}", r"\sqrt{8}")))
+    t.start()
+    t.join()
+    assert out == [True]
+
+
+def _match_pair(pair):
+    return answers_match(*pair)
+
+
+def test_math_verify_in_a_dataloader_worker():
+    torch = pytest.importorskip("torch")
+    pairs = [(r"\boxed{2\sqrt{2}}", r"\sqrt{8}"), (r"\boxed{x=3}", "4")]
+    loader = torch.utils.data.DataLoader(pairs, batch_size=None, num_workers=1, collate_fn=_match_pair)
+    assert list(loader) == [True, False]
+
+
+def test_errors_inside_math_verify_mean_no_match(monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("sympy blew up")
+
+    monkeypatch.setattr(answers, "_parse", boom)
+    assert not answers_match(r"\boxed{2\sqrt{2}}", r"\sqrt{8}")
+    assert answers_match("#### 1/2", "0.5")  # the exact path does not need math-verify
