@@ -82,8 +82,8 @@ class DMCCallback(pl.Callback):
         every_n_steps: Optimiser steps between evaluations (the forward-only terms R and learnability).
         dmc: Which DMC variant and its constants (A = Q(1-C)exp(-kappa(R-1)) by default;
             B to E are the alternatives of methods.md 3.2).
-        policy: How DMC becomes weights: softmax over z-scored DMC with a coverage floor and EMA, or hard
-            switching with hysteresis.
+        policy: How DMC becomes weights: ``power`` (weights ~ DMC^(1/T) after shrinking by the bootstrap se,
+            with a coverage floor and EMA) or ``hard`` switching with se hysteresis.
         capability_every_n_steps: Steps between capability (generation) measurements; default
             ``every_n_steps``; 0 measures it only at fit start.
         probe_size: Trajectories per source in the fixed probe (forward terms).
