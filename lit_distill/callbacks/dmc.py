@@ -163,10 +163,30 @@ class DMCCallback(pl.Callback):
         self._evaluate(trainer, pl_module, apply=self.apply and self.apply_at_start)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        step = trainer.global_step
-        at_boundary = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
-        if at_boundary and step % self.every_n_steps == 0 and step != self.last_step and step < trainer.max_steps:
+        if self._due(trainer, batch_idx):
             self._evaluate(trainer, pl_module, apply=self.apply)
+
+    def _due(self, trainer: pl.Trainer, batch_idx: int) -> bool:
+        """Is an evaluation due after this micro-batch? True at every ``every_n_steps``-th optimiser step.
+
+        Only at the end of an optimiser step (this hook fires per micro-batch under accumulation), once per
+        step, and not after the run's last step (its weights would never be drawn). The last step is known
+        for ``max_steps`` and ``max_epochs`` runs (``max_steps`` is -1 in the latter, so a test on it alone
+        never fired there); a ``max_time`` run ends at an unknown step and at most scores once for nothing.
+        """
+        if (batch_idx + 1) % trainer.accumulate_grad_batches != 0:
+            return False
+        step = trainer.global_step
+        if step % self.every_n_steps != 0 or step == self.last_step or trainer.should_stop:
+            return False
+        if trainer.max_steps is not None and 0 <= trainer.max_steps <= step:
+            return False
+        max_epochs = trainer.max_epochs
+        if max_epochs is not None and max_epochs >= 0 and trainer.current_epoch >= max_epochs - 1:
+            batches = trainer.num_training_batches
+            if math.isfinite(batches) and batch_idx + 1 >= batches:
+                return False
+        return True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero and self.history:

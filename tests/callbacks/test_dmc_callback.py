@@ -110,3 +110,24 @@ def test_scoring_failure_stops_the_run(pool_dir, tokenizer_dir, tmp_path):
 
     with pytest.raises(ScoringError, match=r"step 2.*probe exploded"):
         fit_in_process(pool_dir, tokenizer_dir, tmp_path, [Broken(every_n_steps=2, probe_size=4, probe_questions=2)])
+
+
+def test_refreshes_in_a_max_epochs_run(pool_dir, tokenizer_dir, tmp_path):
+    # max_steps = -1 here: a due-check on `step < max_steps` never fired, so DMC silently stayed at step 0.
+    cb = _dmc(every_n_steps=2, max_new_tokens=4)
+    trainer, _, dm = fit_in_process(
+        pool_dir, tokenizer_dir, tmp_path, [cb], max_steps=-1, max_epochs=2, data={"steps_per_epoch": 3}
+    )
+    assert trainer.global_step == 6
+    # Every second step across the epoch boundary, but not after the last step (nothing would use it).
+    assert [h["step"] for h in cb.history] == [0, 2, 4]
+    assert [s for s, _ in dm.sampler.history][-1] == 4
+
+
+def test_due_only_at_optimiser_step_ends_under_accumulation(pool_dir, tokenizer_dir, tmp_path):
+    cb = _dmc(every_n_steps=1, probe_size=2, probe_questions=1, max_new_tokens=2)
+    fit_in_process(
+        pool_dir, tokenizer_dir, tmp_path, [cb], max_steps=-1, max_epochs=1, accumulate_grad_batches=2,
+        data={"steps_per_epoch": 3},
+    )  # fmt: skip
+    assert [h["step"] for h in cb.history] == [0, 1, 2]  # once per optimiser step, none after the last
