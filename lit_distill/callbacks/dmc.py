@@ -46,8 +46,11 @@ class DMCProbe:
 
     def __init__(self, pool, probe_size: int, probe_questions: int, seed: int) -> None:
         self.names = list(pool.names)
-        self.rows = {n: pool.probe_rows(s, probe_size, seed) for s, n in enumerate(self.names)}
-        self.questions = {n: pool.probe_questions(s, probe_questions, seed) for s, n in enumerate(self.names)}
+        splits = {n: pool.probe_split(s, probe_size, probe_questions, seed) for s, n in enumerate(self.names)}
+        self.rows = {n: p.trajectories for n, p in splits.items()}
+        self.questions = {n: p.questions for n, p in splits.items()}
+        # Every row of every probe problem: the callback holds them out of sampling for the whole run.
+        self.held_out = np.concatenate([p.held_out for p in splits.values()])
         self.quality = {}
         for s, n in enumerate(self.names):
             q = pool.quality[pool.rows(s)]
@@ -144,10 +147,17 @@ class DMCCallback(pl.Callback):
             return
         self.probe = DMCProbe(dm.pool, self.probe_size, self.probe_questions, self.seed)
         restored = getattr(self, "_restored_probes", None)
-        if restored is not None and any(not np.array_equal(restored.get(n), p) for n, p in self.probe.rows.items()):
+        if restored is not None and any(
+            key in restored and not np.array_equal(restored[key], now) for key, now in self._probe_state().items()
+        ):
             raise ValueError(
                 "the pool changed since the checkpoint: the DMC probes drawn now differ from the saved ones"
             )
+        # Held out for the whole run (also when only monitoring): DMC must measure unseen data, or the most
+        # drawn source gets the lowest probe loss and capability measures memorisation (methods.md 3.6).
+        dm.hold_out(self.probe.held_out)
+        held = {s.name: s.held_out for s in dm.pool.summary()}
+        log.info("DMC probes held out of training (rows per source): %s", held)
         for n in self.probe.names:
             if self.needs_capability and len(self.probe.questions[n]) == 0:
                 raise ValueError(
@@ -284,7 +294,18 @@ class DMCCallback(pl.Callback):
             "capability_step": self.capability_step,
             "last_step": self.last_step,
             "seconds": self.seconds,
-            "probes": {n: torch.from_numpy(p) for n, p in (self.probe.rows if self.probe else {}).items()},
+            **{key: torch.from_numpy(rows) for key, rows in self._probe_state().items()},
+        }
+
+    def _probe_state(self) -> dict[str, np.ndarray]:
+        """The probe rows as flat arrays (checkpointed, and compared on resume)."""
+        if self.probe is None:
+            return {}
+        p = self.probe
+        return {
+            "probe_trajectories": np.concatenate([p.rows[n] for n in p.names]),
+            "probe_questions": np.concatenate([p.questions[n] for n in p.names]),
+            "probe_held_out": p.held_out,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -294,4 +315,4 @@ class DMCCallback(pl.Callback):
         self.capability_step = int(state["capability_step"])
         self.last_step = int(state["last_step"])
         self.seconds = float(state["seconds"])
-        self._restored_probes = {n: p.numpy() for n, p in state["probes"].items()}
+        self._restored_probes = {k: v.numpy() for k, v in state.items() if k.startswith("probe_")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -131,3 +132,22 @@ def test_due_only_at_optimiser_step_ends_under_accumulation(pool_dir, tokenizer_
         data={"steps_per_epoch": 3},
     )  # fmt: skip
     assert [h["step"] for h in cb.history] == [0, 1, 2]  # once per optimiser step, none after the last
+
+
+def test_probes_are_never_trained_on(pool_dir, tokenizer_dir, tmp_path):
+    drawn = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            drawn.append(batch["index"].cpu().numpy())
+            if trainer.global_step == 2:  # a selection re-admitting every row (as LARK's refresh does)
+                trainer.datamodule.set_sample_weights(np.arange(len(trainer.datamodule.pool)), 1.0)
+
+    cb = _dmc(every_n_steps=4, probe_size=6, probe_questions=3, max_new_tokens=2)
+    _, _, dm = fit_in_process(pool_dir, tokenizer_dir, tmp_path, [cb, Record()], max_steps=12)
+    held = cb.probe.held_out
+    for n in NAMES:  # the scored trajectories and the answered questions are all held out
+        assert np.isin(cb.probe.rows[n], held).all() and np.isin(cb.probe.questions[n], held).all()
+    assert len(held) == 4 * 9  # 6 trajectories = 2 problems, 3 questions = 3 problems: 3 problems x K=3
+    assert not np.isin(np.concatenate(drawn), held).any()
+    assert {s.name: s.held_out for s in dm.pool.summary()} == dict.fromkeys(NAMES, 9)
