@@ -1,10 +1,12 @@
 """DMCCallback: measures each source's Data-Model Compatibility during training and reshapes the mixture.
 
-At fit start and every ``every_n_steps`` optimiser steps, on fixed probes drawn once per source:
+At fit start and every ``every_n_steps`` optimiser steps, on fixed probes drawn once per source (whole
+problems, held out of sampling for the whole run, so DMC always measures data the student never trained on):
 
-* R (relative difficulty) and the pooled learnability from one no-grad forward pass over the probe
-  trajectories (the same statistics code as the training loss), every rank scoring an even shard;
-* C (capability) by greedy generation on the probe questions, on its own cadence
+* R (relative difficulty: mean surprisal per trajectory over the pool's) and the pooled learnability from
+  one no-grad forward pass over the probe trajectories (the same statistics code as the training loss),
+  every rank scoring an even shard;
+* C (capability) by greedy generation on the held-out probe questions, on its own cadence
   (``capability_every_n_steps``) and held fixed in between;
 * Q (quality) once, from all of the source's trajectories against their reference answers.
 
@@ -83,21 +85,23 @@ class DMCCallback(pl.Callback):
 
     Args:
         every_n_steps: Optimiser steps between evaluations (the forward-only terms R and learnability).
-        dmc: Which DMC variant and its constants (A = Q(1-C)exp(-kappa(R-1)) by default;
-            B to E are the alternatives of methods.md 3.2).
+        dmc: Which DMC variant and its constants (A = Q(1-C)exp(-kappa(R-1)) by default; B, C and E are
+            the alternatives of methods.md 3.2). R is the mean summed NLL per trajectory over the pool's.
         policy: How DMC becomes weights: ``power`` (weights ~ DMC^(1/T) after shrinking by the bootstrap se,
             with a coverage floor and EMA) or ``hard`` switching with se hysteresis.
         capability_every_n_steps: Steps between capability (generation) measurements; default
             ``every_n_steps``; 0 measures it only at fit start.
-        probe_size: Trajectories per source in the fixed probe (forward terms).
-        probe_questions: Problems per source whose questions the student answers (capability).
+        probe_size: Trajectories per source in the fixed probe (forward terms); all candidates of their
+            problems are held out of training.
+        probe_questions: Problems per source whose questions the student answers (capability); held out of
+            training with all their candidates.
         batch_size: Sequences per scoring forward pass / prompts per generation batch.
         max_new_tokens: Generation budget for capability; default the model's evaluation budget.
         top_k: Brier top-K for the pooled learnability (variant C).
         apply: Reshape the mixture (True) or only measure and log (False).
         apply_at_start: Use the DMC at step 0 for the first steps (static DMC selection); otherwise keep the
             configured initial mixture until the first periodic evaluation.
-        seed: Seed of the probe draw.
+        seed: Seed of the probe draw (which problems are held out).
     """
 
     def __init__(
@@ -129,7 +133,7 @@ class DMCCallback(pl.Callback):
         self.apply = apply
         self.apply_at_start = apply_at_start
         self.seed = seed
-        self.needs_capability = self.config.variant in _NEEDS_CAPABILITY or self.config.variant == "D"
+        self.needs_capability = self.config.variant in _NEEDS_CAPABILITY
         # State (saved in checkpoints).
         self.history: list[dict] = []
         self.hard_state = HardSwitchState()
