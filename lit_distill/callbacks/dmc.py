@@ -1,10 +1,12 @@
 """DMCCallback: measures each source's Data-Model Compatibility during training and reshapes the mixture.
 
-At fit start and every ``every_n_steps`` optimiser steps, on fixed probes drawn once per source:
+At fit start and every ``every_n_steps`` optimiser steps, on fixed probes drawn once per source (whole
+problems, held out of sampling for the whole run, so DMC always measures data the student never trained on):
 
-* R (relative difficulty) and the pooled learnability from one no-grad forward pass over the probe
-  trajectories (the same statistics code as the training loss), every rank scoring an even shard;
-* C (capability) by greedy generation on the probe questions, on its own cadence
+* R (relative difficulty: mean surprisal per trajectory over the pool's) and the pooled learnability from
+  one no-grad forward pass over the probe trajectories (the same statistics code as the training loss),
+  every rank scoring an even shard;
+* C (capability) by greedy generation on the held-out probe questions, on its own cadence
   (``capability_every_n_steps``) and held fixed in between;
 * Q (quality) once, from all of the source's trajectories against their reference answers.
 
@@ -46,8 +48,11 @@ class DMCProbe:
 
     def __init__(self, pool, probe_size: int, probe_questions: int, seed: int) -> None:
         self.names = list(pool.names)
-        self.rows = {n: pool.probe_rows(s, probe_size, seed) for s, n in enumerate(self.names)}
-        self.questions = {n: pool.probe_questions(s, probe_questions, seed) for s, n in enumerate(self.names)}
+        splits = {n: pool.probe_split(s, probe_size, probe_questions, seed) for s, n in enumerate(self.names)}
+        self.rows = {n: p.trajectories for n, p in splits.items()}
+        self.questions = {n: p.questions for n, p in splits.items()}
+        # Every row of every probe problem: the callback holds them out of sampling for the whole run.
+        self.held_out = np.concatenate([p.held_out for p in splits.values()])
         self.quality = {}
         for s, n in enumerate(self.names):
             q = pool.quality[pool.rows(s)]
@@ -80,21 +85,23 @@ class DMCCallback(pl.Callback):
 
     Args:
         every_n_steps: Optimiser steps between evaluations (the forward-only terms R and learnability).
-        dmc: Which DMC variant and its constants (A = Q(1-C)exp(-kappa(R-1)) by default;
-            B to E are the alternatives of methods.md 3.2).
-        policy: How DMC becomes weights: softmax over z-scored DMC with a coverage floor and EMA, or hard
-            switching with hysteresis.
+        dmc: Which DMC variant and its constants (A = Q(1-C)exp(-kappa(R-1)) by default; B, C and E are
+            the alternatives of methods.md 3.2). R is the mean summed NLL per trajectory over the pool's.
+        policy: How DMC becomes weights: ``power`` (weights ~ DMC^(1/T) after shrinking by the bootstrap se,
+            with a coverage floor and EMA) or ``hard`` switching with se hysteresis.
         capability_every_n_steps: Steps between capability (generation) measurements; default
             ``every_n_steps``; 0 measures it only at fit start.
-        probe_size: Trajectories per source in the fixed probe (forward terms).
-        probe_questions: Problems per source whose questions the student answers (capability).
+        probe_size: Trajectories per source in the fixed probe (forward terms); all candidates of their
+            problems are held out of training.
+        probe_questions: Problems per source whose questions the student answers (capability); held out of
+            training with all their candidates.
         batch_size: Sequences per scoring forward pass / prompts per generation batch.
         max_new_tokens: Generation budget for capability; default the model's evaluation budget.
         top_k: Brier top-K for the pooled learnability (variant C).
         apply: Reshape the mixture (True) or only measure and log (False).
         apply_at_start: Use the DMC at step 0 for the first steps (static DMC selection); otherwise keep the
             configured initial mixture until the first periodic evaluation.
-        seed: Seed of the probe draw.
+        seed: Seed of the probe draw (which problems are held out).
     """
 
     def __init__(
@@ -126,7 +133,7 @@ class DMCCallback(pl.Callback):
         self.apply = apply
         self.apply_at_start = apply_at_start
         self.seed = seed
-        self.needs_capability = self.config.variant in _NEEDS_CAPABILITY or self.config.variant == "D"
+        self.needs_capability = self.config.variant in _NEEDS_CAPABILITY
         # State (saved in checkpoints).
         self.history: list[dict] = []
         self.hard_state = HardSwitchState()
@@ -144,10 +151,17 @@ class DMCCallback(pl.Callback):
             return
         self.probe = DMCProbe(dm.pool, self.probe_size, self.probe_questions, self.seed)
         restored = getattr(self, "_restored_probes", None)
-        if restored is not None and any(not np.array_equal(restored.get(n), p) for n, p in self.probe.rows.items()):
+        if restored is not None and any(
+            key in restored and not np.array_equal(restored[key], now) for key, now in self._probe_state().items()
+        ):
             raise ValueError(
                 "the pool changed since the checkpoint: the DMC probes drawn now differ from the saved ones"
             )
+        # Held out for the whole run (also when only monitoring): DMC must measure unseen data, or the most
+        # drawn source gets the lowest probe loss and capability measures memorisation (methods.md 3.6).
+        dm.hold_out(self.probe.held_out)
+        held = {s.name: s.held_out for s in dm.pool.summary()}
+        log.info("DMC probes held out of training (rows per source): %s", held)
         for n in self.probe.names:
             if self.needs_capability and len(self.probe.questions[n]) == 0:
                 raise ValueError(
@@ -163,10 +177,30 @@ class DMCCallback(pl.Callback):
         self._evaluate(trainer, pl_module, apply=self.apply and self.apply_at_start)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        step = trainer.global_step
-        at_boundary = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
-        if at_boundary and step % self.every_n_steps == 0 and step != self.last_step and step < trainer.max_steps:
+        if self._due(trainer, batch_idx):
             self._evaluate(trainer, pl_module, apply=self.apply)
+
+    def _due(self, trainer: pl.Trainer, batch_idx: int) -> bool:
+        """Is an evaluation due after this micro-batch? True at every ``every_n_steps``-th optimiser step.
+
+        Only at the end of an optimiser step (this hook fires per micro-batch under accumulation), once per
+        step, and not after the run's last step (its weights would never be drawn). The last step is known
+        for ``max_steps`` and ``max_epochs`` runs (``max_steps`` is -1 in the latter, so a test on it alone
+        never fired there); a ``max_time`` run ends at an unknown step and at most scores once for nothing.
+        """
+        if (batch_idx + 1) % trainer.accumulate_grad_batches != 0:
+            return False
+        step = trainer.global_step
+        if step % self.every_n_steps != 0 or step == self.last_step or trainer.should_stop:
+            return False
+        if trainer.max_steps is not None and 0 <= trainer.max_steps <= step:
+            return False
+        max_epochs = trainer.max_epochs
+        if max_epochs is not None and max_epochs >= 0 and trainer.current_epoch >= max_epochs - 1:
+            batches = trainer.num_training_batches
+            if math.isfinite(batches) and batch_idx + 1 >= batches:
+                return False
+        return True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero and self.history:
@@ -264,7 +298,18 @@ class DMCCallback(pl.Callback):
             "capability_step": self.capability_step,
             "last_step": self.last_step,
             "seconds": self.seconds,
-            "probes": {n: torch.from_numpy(p) for n, p in (self.probe.rows if self.probe else {}).items()},
+            **{key: torch.from_numpy(rows) for key, rows in self._probe_state().items()},
+        }
+
+    def _probe_state(self) -> dict[str, np.ndarray]:
+        """The probe rows as flat arrays (checkpointed, and compared on resume)."""
+        if self.probe is None:
+            return {}
+        p = self.probe
+        return {
+            "probe_trajectories": np.concatenate([p.rows[n] for n in p.names]),
+            "probe_questions": np.concatenate([p.questions[n] for n in p.names]),
+            "probe_held_out": p.held_out,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -274,4 +319,4 @@ class DMCCallback(pl.Callback):
         self.capability_step = int(state["capability_step"])
         self.last_step = int(state["last_step"])
         self.seconds = float(state["seconds"])
-        self._restored_probes = {n: p.numpy() for n, p in state["probes"].items()}
+        self._restored_probes = {k: v.numpy() for k, v in state.items() if k.startswith("probe_")}

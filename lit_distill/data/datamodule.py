@@ -288,8 +288,18 @@ class DistillDataModule(pl.LightningDataModule):
         self.sampler.set_source_weights(np.asarray(weights, dtype=np.float64))
 
     def set_sample_weights(self, indices: np.ndarray, weights: np.ndarray | float) -> None:
-        """How likely each example is to be drawn within its source (0 = never), from the next step."""
+        """How likely each example is to be drawn within its source (0 = never), from the next step.
+
+        Held-out rows (``hold_out``) keep weight 0 whatever is asked, so a selection cannot re-admit them.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        weights = np.where(self.pool.held_out[indices], 0.0, np.broadcast_to(weights, indices.shape))
         self.sampler.set_example_weights(indices, weights)
+
+    def hold_out(self, rows: np.ndarray) -> None:
+        """Never draw these rows again in this run (DMC probes); call before the first draw."""
+        self.pool.hold_out(rows)
+        self.sampler.set_example_weights(np.asarray(rows, dtype=np.int64), 0.0)
 
     def set_loss_weights(self, indices: np.ndarray, weights: np.ndarray | float) -> None:
         """Per-example loss weights carried in each batch (used by the module's ``weight_mode``)."""

@@ -6,7 +6,9 @@ them, so a pool of millions of trajectories costs little more than its metadata 
 
     source_of, problem_of, candidate_id, length, prompt_len, quality (1 correct / 0 wrong / -1 unknown)
 
-It also owns the fixed probe subsets (drawn once from a seed) that DMC scores at every evaluation.
+It also owns the fixed probe subsets (drawn once from a seed) that DMC scores at every evaluation, and the
+``held_out`` mask: every row of a probe problem is held out of sampling for the whole run, so DMC measures
+the student on data it never trained on (methods.md 3.6).
 """
 
 from __future__ import annotations
@@ -90,6 +92,22 @@ class SourceSummary:
     tokens_p95: float
     tokens_max: int
     response_tokens_mean: float
+    held_out: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeSplit:
+    """One source's fixed DMC probe, drawn by ``Pool.probe_split``.
+
+    Attributes:
+        trajectories: rows scored by the forward pass (difficulty, learnability).
+        questions: one row per probe problem with a reference answer; the student answers its prompt.
+        held_out: every row of every probe problem: never drawn for training.
+    """
+
+    trajectories: np.ndarray
+    questions: np.ndarray
+    held_out: np.ndarray
 
 
 class Pool:
@@ -130,6 +148,7 @@ class Pool:
         self.teachers = [x for t in tables for x in t["teacher"]]
         self.answers = [x for t in tables for x in t["answer"]]
         self.tokens = TokenStore.concat([TokenStore(_chunks(t, "input_ids")) for t in tables])
+        self.held_out = np.zeros(len(self.source_of), dtype=bool)  # rows never drawn (see ``hold_out``)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -160,22 +179,60 @@ class Pool:
         """Codes of the problems that have at least one candidate in the given sources."""
         return np.unique(self.problem_of[np.isin(self.source_of, sources)])
 
-    def probe_rows(self, source: int, n: int, seed: int) -> np.ndarray:
-        """A fixed random subset of ``n`` trajectories of a source (all of them if it is smaller)."""
+    def probe_split(self, source: int, n_trajectories: int, n_questions: int, seed: int) -> ProbeSplit:
+        """A fixed (seeded) probe of a source, made of whole problems so it can be held out of training.
+
+        The source's problems are shuffled once by ``seed``; the trajectories are the rows of the first
+        problems in that order (``n_trajectories`` of them, or all), the questions one row of each of the
+        first ``n_questions`` problems with a reference answer (or all). Every row of every problem used
+        for either is in ``held_out``: holding out only the probe rows would leave their problems' other
+        candidates in training, and capability would partly measure memorised answers.
+        """
+        if n_trajectories < 0 or n_questions < 0:
+            raise ValueError(f"probe sizes must be >= 0, got {n_trajectories} trajectories, {n_questions} questions")
         rows = self.rows(source)
-        rng = np.random.default_rng([seed, source, 0xD1C])
-        return np.sort(rng.choice(rows, size=min(n, len(rows)), replace=False))
+        local = self.problem_of[rows]
+        by_problem = np.argsort(local, kind="stable")
+        problems, starts = np.unique(local[by_problem], return_index=True)
+        ends = np.append(starts[1:], len(rows))
+        order = np.random.default_rng([seed, source, 0xD1C]).permutation(len(problems))
+        members = [rows[by_problem[starts[p] : ends[p]]] for p in order]
+        answered = [next((int(r) for r in m if self.answers[int(r)]), -1) for m in members]
+        # How many problems (in shuffled order) each quota needs; the probe is the longer prefix.
+        take_traj = int(np.searchsorted(np.cumsum([len(m) for m in members]), n_trajectories)) + 1
+        take_traj = min(take_traj, len(members)) if n_trajectories > 0 else 0
+        with_answer = np.flatnonzero(np.array(answered) >= 0)
+        n_q = min(n_questions, len(with_answer))
+        take_q = int(with_answer[n_q - 1]) + 1 if n_q else 0
+        prefix = members[: max(take_traj, take_q)]
+        trajectories = np.concatenate(members[:take_traj] or [np.zeros(0, np.int64)])[:n_trajectories]
+        questions = np.array([a for a in answered[:take_q] if a >= 0], dtype=np.int64)
+        held = np.concatenate(prefix or [np.zeros(0, np.int64)])
+        return ProbeSplit(np.sort(trajectories), np.sort(questions), np.sort(held).astype(np.int64))
+
+    def probe_rows(self, source: int, n: int, seed: int) -> np.ndarray:
+        """The probe trajectories of ``probe_split`` (``n`` rows of a source, all of them if it is smaller)."""
+        return self.probe_split(source, n, 0, seed).trajectories
 
     def probe_questions(self, source: int, n: int, seed: int) -> np.ndarray:
-        """One row per problem for ``n`` random problems of a source that carry a reference answer."""
-        rows = self.rows(source)
-        rows = rows[np.array([bool(self.answers[i]) for i in rows], dtype=bool)]
-        if len(rows) == 0:
-            return rows
-        _, first = np.unique(self.problem_of[rows], return_index=True)
-        reps = rows[np.sort(first)]
-        rng = np.random.default_rng([seed, source, 0xCA9])
-        return np.sort(rng.choice(reps, size=min(n, len(reps)), replace=False))
+        """The probe questions of ``probe_split``: one row per problem for ``n`` problems with an answer."""
+        return self.probe_split(source, 0, n, seed).questions
+
+    def hold_out(self, rows: np.ndarray) -> None:
+        """Mark rows as held out of training (the DMC probes); the data module stops drawing them.
+
+        Raises:
+            ValueError: holding them out would leave a source with no training row (the message names it).
+        """
+        mask = self.held_out.copy()
+        mask[np.asarray(rows, dtype=np.int64)] = True
+        for s, name in enumerate(self.names):
+            if mask[self.rows(s)].all():
+                raise ValueError(
+                    f"source '{name}': the DMC probes would hold out all of its {self.sizes[s]} rows and leave "
+                    "nothing to train on; lower dmc probe_size / probe_questions or add data"
+                )
+        self.held_out = mask
 
     def summary(self) -> list[SourceSummary]:
         out = []
@@ -198,6 +255,7 @@ class Pool:
                     tokens_p95=float(np.percentile(lens, 95)),
                     tokens_max=int(lens.max()),
                     response_tokens_mean=float(self.response_tokens(rows).mean()),
+                    held_out=int(self.held_out[rows].sum()),
                 )
             )
         return out

@@ -2,13 +2,19 @@
 
 Pure numpy (float64) maths of methods.md section 3; the DMC callback feeds it all-reduced probe sums
 and turns the result into mixture weights with ``scoring/policies.py``. The formula is our INFERRED
-design (methods.md 3.2), so every variant A–E stays selectable for the validation of methods.md 3.5:
+design (methods.md 3.2), so the variants stay selectable for the validation of methods.md 3.5:
 
 * A: Q·(1 − C)·exp(−κ(R − 1))          "worth learning × not yet learnt × learnable" (default)
 * B: Q·4C(1 − C)·exp(−κ(R − 1))        peaked at a 50% pass rate
 * C: Q·ρ̄                               forward-only (LARK pooled learnability)
-* D: Q·exp(−(δ − c)² / 2σ²)            static difficulty δ matched to global capability c
 * E: Q·C^α / R^β                        monotone control, prefers easy data
+
+Relative difficulty R is the student's mean surprisal per TRAJECTORY (summed response NLL, nats per
+solution) over the pool's mean, not a per-token mean: tokens the student predicts well (formulaic prose,
+filler) add almost nothing to a sum but dilute a mean, so a per-token mean made a padded copy of a
+source look easier than the source (methods.md 3.6). With sums, padding can only add surprisal.
+Variant D (a static difficulty matched to the global capability) was removed: its only built-in
+difficulty was normalised length, which always gave the longest source δ = 1 and DMC ≈ 0.
 """
 
 from __future__ import annotations
@@ -22,14 +28,13 @@ import numpy as np
 
 from lit_distill.scoring.stats import replicate_se
 
-VARIANTS = ("A", "B", "C", "D", "E")
+VARIANTS = ("A", "B", "C", "E")
 
 # Inputs each variant needs (besides quality); a NaN input raises a ValueError naming it.
 _NEEDS = {
     "A": ("capability", "difficulty"),
     "B": ("capability", "difficulty"),
     "C": ("learnability",),
-    "D": ("global_capability", "static_difficulty"),
     "E": ("capability", "difficulty"),
 }
 
@@ -106,25 +111,40 @@ def _ratio(num: float, den: float) -> float:
 
 
 def token_nll(items: ProbeItems) -> float:
-    """Token-weighted mean student NLL s_j over the probe: Σ NLL / Σ tokens (NaN with no tokens)."""
+    """Token-weighted mean student NLL over the probe: Σ NLL / Σ tokens (NaN with no tokens); for logs."""
     return _ratio(float(items.nll_sum.sum()), float(items.n_tokens.sum()))
 
 
-def _pooled_nll(items_by_source: Mapping[str, ProbeItems]) -> float:
-    """s̄: token-weighted NLL over the union of all probes (sums first, never a mean of means)."""
-    total_nll = sum(float(it.nll_sum.sum()) for it in items_by_source.values())
-    total_tok = sum(float(it.n_tokens.sum()) for it in items_by_source.values())
-    return _ratio(total_nll, total_tok)
+def _scored(items: ProbeItems) -> np.ndarray:
+    # Trajectories without response tokens carry no measurement (not "zero surprisal"): leave them out.
+    return items.nll_sum[items.n_tokens > 0]
+
+
+def surprisal(items: ProbeItems) -> float:
+    """Mean surprisal per trajectory: the mean over probe trajectories of their summed NLL (nats).
+
+    What the student still has to learn per solution. Padding a trajectory with text, however
+    predictable, can only add to it; NaN if no trajectory has response tokens.
+    """
+    scored = _scored(items)
+    return float(scored.mean()) if scored.size else float("nan")
+
+
+def _pooled_surprisal(items_by_source: Mapping[str, ProbeItems]) -> float:
+    """s̄: mean surprisal per trajectory over the union of all probes (each trajectory counts once)."""
+    scored = np.concatenate([_scored(it) for it in items_by_source.values()])
+    # fsum is exactly rounded, so s̄ (hence every R and se) does not depend on the order of the sources.
+    return math.fsum(scored) / scored.size if scored.size else float("nan")
 
 
 def relative_difficulty(items_by_source: Mapping[str, ProbeItems]) -> dict[str, float]:
-    """R_j = s_j / s̄, where s̄ is the token-weighted NLL over the union of all probes (methods.md 3.2).
+    """R_j = s_j / s̄ with s the mean surprisal per trajectory (methods.md 3.2, 3.6).
 
-    s̄ pools tokens, so it is not the mean of the s_j: a long probe weighs more. R > 1 means harder
-    than average for this student now; normalising by s̄ keeps R comparable as all losses fall.
+    s̄ pools trajectories, so a larger probe weighs more. R > 1 means more to learn per solution than
+    the pool's average for this student now; normalising by s̄ keeps R comparable as all losses fall.
     """
-    s_bar = _pooled_nll(items_by_source)
-    return {name: _ratio(token_nll(it), s_bar) for name, it in items_by_source.items()}
+    s_bar = _pooled_surprisal(items_by_source)
+    return {name: _ratio(surprisal(it), s_bar) for name, it in items_by_source.items()}
 
 
 def capability(items: ProbeItems) -> float:
@@ -164,7 +184,6 @@ class DMCConfig:
     Attributes:
         variant: formula, one of ``VARIANTS`` (methods.md 3.2); "A" is the default triad.
         kappa: sharpness of the learnability factor exp(−κ(R − 1)) in A and B.
-        sigma: width of the difficulty–capability match in D.
         alpha: exponent of C in E.
         beta: exponent of R in E.
         default_quality: Q used for a source without reference answers (quality NaN).
@@ -174,7 +193,6 @@ class DMCConfig:
 
     variant: str = "A"
     kappa: float = 1.0
-    sigma: float = 0.15
     alpha: float = 1.0
     beta: float = 1.0
     default_quality: float = 1.0
@@ -184,8 +202,6 @@ class DMCConfig:
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"DMC variant must be one of {VARIANTS}, got {self.variant!r}")
-        if not self.sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {self.sigma}")
         if not 0.0 <= self.default_quality <= 1.0:
             raise ValueError(f"default_quality must be in [0, 1], got {self.default_quality}")
         if self.bootstrap < 0 or self.bootstrap == 1:
@@ -193,11 +209,10 @@ class DMCConfig:
 
 
 def _constants(config: DMCConfig) -> dict[str, float]:
-    return {"kappa": config.kappa, "sigma": config.sigma, "alpha": config.alpha, "beta": config.beta}
+    return {"kappa": config.kappa, "alpha": config.alpha, "beta": config.beta}
 
 
-def _combine(variant: str, *, quality, capability, difficulty, learnability, global_capability,
-             static_difficulty, kappa, sigma, alpha, beta):  # fmt: skip
+def _combine(variant: str, *, quality, capability, difficulty, learnability, kappa, alpha, beta):  # fmt: skip
     """The variant formulas, vectorised over any broadcastable inputs (no validation)."""
     q, c, r = quality, capability, difficulty
     if variant == "A":
@@ -206,8 +221,6 @@ def _combine(variant: str, *, quality, capability, difficulty, learnability, glo
         return q * 4.0 * c * (1.0 - c) * np.exp(-kappa * (r - 1.0))
     if variant == "C":
         return q * learnability
-    if variant == "D":
-        return q * np.exp(-((static_difficulty - global_capability) ** 2) / (2.0 * sigma**2))
     if variant == "E":
         return q * c**alpha / r**beta
     raise ValueError(f"DMC variant must be one of {VARIANTS}, got {variant!r}")
@@ -220,10 +233,7 @@ def dmc_value(
     capability: float = math.nan,
     difficulty: float = math.nan,
     learnability: float = math.nan,
-    global_capability: float = math.nan,
-    static_difficulty: float = math.nan,
     kappa: float = 1.0,
-    sigma: float = 0.15,
     alpha: float = 1.0,
     beta: float = 1.0,
 ) -> float:
@@ -239,20 +249,17 @@ def dmc_value(
         "capability": capability,
         "difficulty": difficulty,
         "learnability": learnability,
-        "global_capability": global_capability,
-        "static_difficulty": static_difficulty,
     }
     if not math.isfinite(quality):
         raise ValueError("DMC needs a finite quality (substitute the default for sources without answers)")
     for name in _NEEDS[variant]:
         if not math.isfinite(inputs[name]):
             raise ValueError(f"DMC variant {variant} needs {name}, which is missing (NaN)")
-    for name in ("capability", "global_capability"):
-        if name in _NEEDS[variant] and not 0.0 <= inputs[name] <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {inputs[name]}")
+    if "capability" in _NEEDS[variant] and not 0.0 <= capability <= 1.0:
+        raise ValueError(f"capability must be in [0, 1], got {capability}")
     if variant == "E" and difficulty <= 0:
         raise ValueError(f"DMC variant E divides by difficulty, which must be > 0, got {difficulty}")
-    consts = {"kappa": kappa, "sigma": sigma, "alpha": alpha, "beta": beta}
+    consts = {"kappa": kappa, "alpha": alpha, "beta": beta}
     return float(_combine(variant, quality=quality, **inputs, **consts))
 
 
@@ -268,35 +275,17 @@ class DMCResult:
     learnability: float
 
 
-def static_difficulty_from_lengths(mean_tokens: Mapping[str, float]) -> dict[str, float]:
-    """Static difficulty δ_j for DMC-D from mean response length, min-max normalised to [0, 1].
-
-    Longer teacher responses read as harder problems (methods.md 3.2, DMC-D). All equal -> 0.5 each.
-    """
-    values = np.array([float(v) for v in mean_tokens.values()], dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"mean_tokens must be finite, got {dict(mean_tokens)}")
-    if values.size == 0:
-        return {}
-    lo, hi = values.min(), values.max()
-    if hi == lo:
-        return dict.fromkeys(mean_tokens, 0.5)
-    return {name: float((v - lo) / (hi - lo)) for name, v in zip(mean_tokens, values, strict=True)}
-
-
 def _source_rng(seed: int, name: str) -> np.random.Generator:
     # Seeded by (seed, source name) so a source's se does not depend on which other sources are scored
     # or their order; crc32 because Python's str hash is randomised per process.
     return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
 
 
-def _bootstrap_se(
-    name: str, items: ProbeItems, q: float, s_bar: float, c_global: float, delta: float, config: DMCConfig
-) -> float:
+def _bootstrap_se(name: str, items: ProbeItems, q: float, s_bar: float, config: DMCConfig) -> float:
     """Bootstrap se of one source's DMC over its probe items (methods.md 3.3).
 
     Trajectories (s_j, ρ̄_j) and questions (C_j) are resampled independently, since they are
-    different item sets; s̄, Q and the global capability stay at their full-sample values.
+    different item sets; s̄ and Q stay at their full-sample values.
     """
     n_resamples = config.bootstrap
     if n_resamples == 0:
@@ -307,9 +296,11 @@ def _bootstrap_se(
     n_traj = items.n_tokens.size
     if n_traj > 0:
         idx = rng.integers(0, n_traj, size=(n_resamples, n_traj))
-        tok = items.n_tokens[idx].sum(axis=1)
+        scored = items.n_tokens[idx] > 0
+        n_scored = scored.sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(tok > 0, items.nll_sum[idx].sum(axis=1) / tok, np.nan) / s_bar
+            r = np.where(n_scored > 0, np.where(scored, items.nll_sum[idx], 0.0).sum(axis=1) / n_scored, np.nan)
+            r = r / s_bar
             loss, brier = _per_trajectory_means(items)
             s_l = loss[idx].sum(axis=1)
             rho = np.where(s_l > 1e-30, brier[idx].sum(axis=1) / s_l, np.nan)
@@ -319,9 +310,8 @@ def _bootstrap_se(
         c = items.correct[qidx].mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         replicates = _combine(
-            config.variant, quality=q, capability=c, difficulty=r, learnability=rho,
-            global_capability=c_global, static_difficulty=delta, **_constants(config),
-        )  # fmt: skip
+            config.variant, quality=q, capability=c, difficulty=r, learnability=rho, **_constants(config)
+        )
     return replicate_se(np.broadcast_to(replicates, (n_resamples,)))
 
 
@@ -329,8 +319,6 @@ def compute_dmc(
     items_by_source: Mapping[str, ProbeItems],
     quality_by_source: Mapping[str, float],
     config: DMCConfig,
-    global_capability: float = math.nan,
-    static_difficulty: Mapping[str, float] | None = None,
 ) -> dict[str, DMCResult]:
     """DMC of all sources at once, from their (all-reduced) probe statistics.
 
@@ -339,10 +327,6 @@ def compute_dmc(
         quality_by_source: Q_j per source (same keys); NaN (no reference answers) means
             ``config.default_quality``.
         config: variant, constants and bootstrap settings.
-        global_capability: c(t) for variant D; defaults to the pooled pass rate over all sources'
-            probe questions (each question counts once).
-        static_difficulty: δ_j for variant D; defaults to ``static_difficulty_from_lengths`` of each
-            probe's mean response tokens (the probe is fixed, so this is static).
 
     Returns:
         ``{source: DMCResult}`` in the order of ``items_by_source``.
@@ -357,19 +341,8 @@ def compute_dmc(
         missing = sorted(set(names) - set(quality_by_source))
         unknown = sorted(set(quality_by_source) - set(names))
         raise ValueError(f"quality_by_source does not match the sources: missing {missing}, unknown {unknown}")
-    s_bar = _pooled_nll(items_by_source)
+    s_bar = _pooled_surprisal(items_by_source)
     difficulty = relative_difficulty(items_by_source)
-
-    if config.variant == "D":
-        if math.isnan(global_capability):
-            answered = [it.correct for it in items_by_source.values() if it.correct is not None]
-            pooled = np.concatenate(answered) if answered else np.empty(0)
-            global_capability = float(pooled.mean()) if pooled.size else math.nan
-        if static_difficulty is None:
-            lengths = {n: _ratio(it.n_tokens.sum(), it.n_tokens.size) for n, it in items_by_source.items()}
-            static_difficulty = static_difficulty_from_lengths(lengths)
-    static_difficulty = static_difficulty or {}
-
     results: dict[str, DMCResult] = {}
     for name in names:
         items = items_by_source[name]
@@ -380,14 +353,10 @@ def compute_dmc(
             "difficulty": difficulty[name],
             "learnability": pooled_learnability(items),
         }
-        delta = float(static_difficulty.get(name, math.nan))
         try:
-            value = dmc_value(
-                config.variant, quality=q, **comps, global_capability=global_capability,
-                static_difficulty=delta, **_constants(config),
-            )  # fmt: skip
+            value = dmc_value(config.variant, quality=q, **comps, **_constants(config))
         except ValueError as err:
             raise ValueError(f"source {name!r}: {err}") from err
-        se = _bootstrap_se(name, items, q, s_bar, global_capability, delta, config)
+        se = _bootstrap_se(name, items, q, s_bar, config)
         results[name] = DMCResult(value=value, se=se, quality=q, **comps)
     return results

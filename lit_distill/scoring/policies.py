@@ -1,9 +1,9 @@
 """Dataset-mixture policies: source weights π over J sources, static and DMC-driven (methods.md 3.4).
 
 Pure numpy. Static baselines (uniform over examples, balanced, given, temperature) fix π once; the DMC
-callback turns per-source DMC ± se into π every evaluation with either a floored softmax smoothed by
-an EMA, or a hard switch with hysteresis and a minimum dwell (``next_mixture`` chains them). Every
-function returns float64 weights that sum to 1.
+callback turns per-source DMC ± se into π every evaluation with either a floored power of the DMC
+(shrunk by its standard error) smoothed by an EMA, or a hard switch with hysteresis and a minimum
+dwell (``next_mixture`` chains them). Every function returns float64 weights that sum to 1.
 """
 
 from __future__ import annotations
@@ -85,17 +85,59 @@ def _clean_scores(scores: np.ndarray) -> np.ndarray:
     return s
 
 
-def softmax_mixture(scores: np.ndarray, temperature: float = 0.5, floor: float = 0.05) -> np.ndarray:
-    """Soft DMC mixture (methods.md 3.4): (1 − ε)·softmax(z / T) + ε/J on standardised scores z.
+def shrink_to_mean(scores: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """Empirical-Bayes (James–Stein) shrinkage of each score toward the mean by its standard error.
 
-    Standardising (z = (s − mean)/(std + 1e-8)) makes π depend only on the relative DMC of the
-    sources, not on its scale, which drifts as training lowers every loss. NaN scores (a source that
-    could not be scored) count as the lowest finite score; all NaN gives uniform weights.
+    The spread of the true scores is estimated as τ² = max(0, var(s) − mean(se²)) (ddof=1), and each
+    score moves to m + τ²/(τ² + se_j²)·(s_j − m). Differences within the noise (τ² ≈ 0) collapse to
+    the mean, so they cannot concentrate the mixture; gaps far above the noise are left almost as they
+    are. Multiplying scores and se by c > 0 multiplies the result by c (the mixture stays scale-free).
+
+    Args:
+        scores: finite scores, one per source.
+        se: standard errors (same shape); NaN counts as 0 (that score is trusted as is).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    err = np.nan_to_num(np.asarray(se, dtype=np.float64), nan=0.0)
+    if err.shape != s.shape:
+        raise ValueError(f"se shape {err.shape} does not match scores shape {s.shape}")
+    if np.any(err < 0) or np.any(np.isinf(err)):
+        raise ValueError(f"se must be finite and >= 0, got {err}")
+    if s.size < 2:
+        return s.copy()
+    mean = s.mean()
+    tau2 = max(0.0, float(s.var(ddof=1)) - float(np.mean(err**2)))
+    # A score with se = 0 is exact and kept as is (also avoids 0/0 when τ² = 0).
+    keep = np.where(err > 0, tau2 / np.maximum(tau2 + err**2, 1e-300), 1.0)
+    return mean + keep * (s - mean)
+
+
+def power_mixture(
+    scores: np.ndarray,
+    se: np.ndarray | None = None,
+    temperature: float = 0.5,
+    floor: float = 0.05,
+    shrink: bool = True,
+) -> np.ndarray:
+    """Soft DMC mixture (methods.md 3.4): π = (1 − ε)·normalise(DMC^(1/T)) + ε/J.
+
+    A power of the DMC itself, not a softmax of z-scores: multiplying every DMC by a constant changes
+    nothing (scale-free), yet the weights follow the *ratios* of the DMC values, so a 1e-4 relative gap
+    moves the weights by about 1e-4/T (magnitude-aware). A z-scored softmax turned such a gap into a
+    96/4 split (methods.md 3.6). With ``shrink`` the scores are first pulled toward their mean by their
+    bootstrap se (``shrink_to_mean``), so sources whose DMC differ by less than the noise get near-equal
+    weights.
+
+    DMC is non-negative by construction; a negative score (a custom variant) counts as 0, a NaN score
+    (a source that could not be scored) as the lowest finite score, and if nothing is positive the
+    mixture is uniform.
 
     Args:
         scores: DMC per source.
-        temperature: T_mix > 0; lower is greedier.
+        se: bootstrap standard error per source, for ``shrink``; None means no shrinkage.
+        temperature: T_mix > 0; lower is greedier (T = 0.5 squares the DMC ratios).
         floor: coverage floor ε in [0, 1]; every source keeps at least ε/J.
+        shrink: shrink toward equal scores by the standard errors first.
     """
     s = _clean_scores(scores)
     if not temperature > 0:
@@ -103,16 +145,21 @@ def softmax_mixture(scores: np.ndarray, temperature: float = 0.5, floor: float =
     if not 0.0 <= floor <= 1.0:
         raise ValueError(f"floor must be in [0, 1], got {floor}")
     j = s.size
+    finite = np.isfinite(s)
     if j == 1:
         return np.ones(1)
-    finite = np.isfinite(s)
     if not finite.any():
         return np.full(j, 1.0 / j)
-    s = np.where(finite, s, s[finite].min())
-    z = (s - s.mean()) / (s.std() + 1e-8) / temperature
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    return _normalise((1.0 - floor) * p + floor / j, "softmax_mixture")
+    s = np.clip(np.where(finite, s, s[finite].min()), 0.0, None)
+    if shrink and se is not None:
+        err = np.where(finite, np.asarray(se, dtype=np.float64), 0.0)
+        s = shrink_to_mean(s, err)
+    top = s.max()
+    if not top > 0:
+        return np.full(j, 1.0 / j)
+    # Divide by the largest score first: s^(1/T) would overflow or underflow for extreme DMC or small T.
+    p = (s / top) ** (1.0 / temperature)
+    return _normalise((1.0 - floor) * p / p.sum() + floor / j, "power_mixture")
 
 
 def ema(previous: np.ndarray, new: np.ndarray, beta: float) -> np.ndarray:
@@ -230,24 +277,33 @@ class MixturePolicyConfig:
     """How the DMC callback turns DMC into source weights (methods.md 3.4).
 
     Attributes:
-        mode: "softmax" (floored softmax of standardised DMC, EMA-smoothed) or "hard" (switching).
-        temperature: softmax temperature T_mix.
+        mode: "power" (weights ∝ DMC^(1/T) after shrinking by the bootstrap se, with a coverage floor,
+            EMA-smoothed) or "hard" (one-hot / top-m switching with se hysteresis).
+        temperature: T_mix of the power form; lower is greedier (0.5 squares the DMC ratios).
         floor: coverage floor ε; every source keeps at least ε/J.
-        ema_beta: EMA weight β of the new softmax mixture (hard mode always uses β = 1).
+        ema_beta: EMA weight β of the new power mixture (hard mode always uses β = 1).
+        shrink: in power mode, pull the DMC values toward their mean by their bootstrap se first, so
+            differences within the noise give near-equal weights.
         top_m: sources selected in hard mode.
         min_dwell: stages an incumbent is held at least, in hard mode.
     """
 
-    mode: str = "softmax"
+    mode: str = "power"
     temperature: float = 0.5
     floor: float = 0.05
     ema_beta: float = 0.5
+    shrink: bool = True
     top_m: int = 1
     min_dwell: int = 1
 
     def __post_init__(self) -> None:
-        if self.mode not in ("softmax", "hard"):
-            raise ValueError(f"mixture mode must be 'softmax' or 'hard', got {self.mode!r}")
+        if self.mode == "softmax":
+            raise ValueError(
+                "mixture mode 'softmax' (a softmax of z-scored DMC) was removed: it ignored the size of DMC "
+                "differences and turned noise into near one-hot mixtures; use mode 'power' (methods.md 3.4)"
+            )
+        if self.mode not in ("power", "hard"):
+            raise ValueError(f"mixture mode must be 'power' or 'hard', got {self.mode!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.floor <= 1.0:
@@ -267,10 +323,10 @@ def next_mixture(
 ) -> tuple[np.ndarray, HardSwitchState]:
     """One evaluation of the DMC schedule: new weights from the previous ones and DMC ± se.
 
-    Softmax mode smooths with the EMA and leaves ``state`` as is; hard mode replaces the weights
+    Power mode smooths with the EMA and leaves ``state`` as is; hard mode replaces the weights
     outright (β = 1, methods.md 3.4) and advances the switching state.
     """
     if config.mode == "hard":
         return hard_switch(scores, se, state, config.top_m, config.min_dwell, config.floor)
-    target = softmax_mixture(scores, config.temperature, config.floor)
+    target = power_mixture(scores, se, config.temperature, config.floor, config.shrink)
     return ema(previous, target, config.ema_beta), state

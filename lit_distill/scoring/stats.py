@@ -6,8 +6,6 @@ and by the validation scripts (Spearman correlation of DMC with post-SFT accurac
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 
@@ -86,43 +84,3 @@ def replicate_se(values: np.ndarray) -> float:
     if np.all(values == values[0]):
         return 0.0
     return float(np.std(values, ddof=1))
-
-
-def bootstrap_se(
-    fn: Callable[..., float],
-    *item_arrays: np.ndarray,
-    n_resamples: int = 200,
-    seed: int = 0,
-) -> float:
-    """Bootstrap standard error of ``fn(*item_arrays)`` over items.
-
-    Each resample draws n item indices with replacement and indexes every array with the *same*
-    indices (axis 0), so per-item statistics stay paired.
-
-    Args:
-        fn: statistic of the resampled arrays, returning a scalar.
-        *item_arrays: arrays with the same length along axis 0 (one entry per item).
-        n_resamples: number of bootstrap resamples; 0 disables the bootstrap and returns 0.0.
-        seed: seed of the resampling generator (same seed, same answer).
-
-    Returns:
-        std (ddof=1) of the finite replicate values (see ``replicate_se``); NaN if there are no items.
-    """
-    if n_resamples < 0 or n_resamples == 1:
-        raise ValueError(f"n_resamples must be 0 (disabled) or >= 2, got {n_resamples}")
-    if not item_arrays:
-        raise ValueError("bootstrap_se needs at least one item array")
-    arrays = [np.asarray(a) for a in item_arrays]
-    n = len(arrays[0])
-    if any(len(a) != n for a in arrays):
-        raise ValueError(f"item arrays differ in length: {[len(a) for a in arrays]}")
-    if n_resamples == 0:
-        return 0.0
-    if n == 0:
-        return float("nan")
-    rng = np.random.default_rng(seed)
-    replicates = np.empty(n_resamples, dtype=np.float64)
-    for b in range(n_resamples):
-        idx = rng.integers(0, n, size=n)
-        replicates[b] = fn(*(a[idx] for a in arrays))
-    return replicate_se(replicates)

@@ -7,9 +7,10 @@
 
 Prints per source: the detected column mapping and the ignored columns, then examples, problems, candidates
 per problem, rows truncated/dropped by the length policy, answer coverage (rows with a reference answer,
-and how many trajectories reach it) and token-length statistics. Without a tokenizer (bare files) the
-schema checks still run and the length columns say "no tokenizer". Exits with status 1 and a one-line
-message (file, line, field; or the config key) on the first bad source or config.
+and how many trajectories reach it), token-length statistics and, for a config with a ``dmc`` callback, the
+rows its probes hold out of training ('held'). Without a tokenizer (bare files) the schema checks still run
+and the length columns say "no tokenizer". Exits with status 1 and a one-line message (file, line, field; or
+the config key) on the first bad source or config.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ def _datamodule_from_config(path: str, overrides: dict):
     if not (config.get("data") or {}).get("sources"):
         raise SourceError(f"{path}: the config has no data.sources")
     try:
-        return build_datamodule(config, **overrides)
+        dm = build_datamodule(config, **overrides)
     except argparse.ArgumentError as e:  # jsonargparse: an unknown key, a wrong type
         raise SourceError(f"{path}: {str(e).splitlines()[0]}{_did_you_mean(str(e))}") from None
+    dm.dmc_probe_args = _dmc_probe_args(config)
+    return dm
 
 
 def _did_you_mean(message: str) -> str:
@@ -55,6 +58,27 @@ def _did_you_mean(message: str) -> str:
     known = list(inspect.signature(DistillDataModule.__init__).parameters)[1:]
     close = difflib.get_close_matches(match.group(1), known, n=1)
     return f" (did you mean 'data.{close[0]}'?)" if close else ""
+
+
+def _dmc_probe_args(config: dict) -> dict | None:
+    """(probe_size, probe_questions, seed) of the config's DMC callback, defaults filled in; None without one."""
+    import inspect
+
+    from lit_distill.callbacks.dmc import DMCCallback
+
+    dmc = config.get("dmc")
+    if not dmc:
+        return None
+    given = dmc.get("init_args") or {}
+    params = inspect.signature(DMCCallback).parameters
+    return {k: given.get(k, params[k].default) for k in ("probe_size", "probe_questions", "seed")}
+
+
+def _hold_out_probes(pool, args: dict | None) -> None:
+    # The same split the DMC callback holds out at fit start, so 'held' is what training will never draw.
+    if args:
+        for s in range(len(pool.names)):
+            pool.hold_out(pool.probe_split(s, args["probe_size"], args["probe_questions"], args["seed"]).held_out)
 
 
 def _datamodule_from_files(files: list[str], tokenizer: str | None, max_length: int | None):
@@ -73,7 +97,7 @@ def _print_mappings(configs: list[SourceConfig]) -> None:
 def _print_table(pool, max_length: int) -> None:
     head = (
         f"{'source':<16}{'examples':>9}{'problems':>9}{'cand/pb':>8}{'trunc':>7}{'dropped':>8}"
-        f"{'w/answer':>9}{'correct':>8}{'tok mean':>9}{'p50':>6}{'p95':>6}{'max':>6}{'resp':>6}"
+        f"{'w/answer':>9}{'correct':>8}{'tok mean':>9}{'p50':>6}{'p95':>6}{'max':>6}{'resp':>6}{'held':>6}"
     )
     print(head)
     print("-" * len(head))
@@ -83,10 +107,11 @@ def _print_table(pool, max_length: int) -> None:
         print(
             f"{s.name:<16}{s.examples:>9}{s.problems:>9}{s.examples / s.problems:>8.2f}{s.truncated:>7}"
             f"{s.dropped:>8}{ans:>9.0%}{correct:>8}{s.tokens_mean:>9.1f}{s.tokens_p50:>6.0f}"
-            f"{s.tokens_p95:>6.0f}{s.tokens_max:>6}{s.response_tokens_mean:>6.0f}"
+            f"{s.tokens_p95:>6.0f}{s.tokens_max:>6}{s.response_tokens_mean:>6.0f}{s.held_out:>6}"
         )
     print(f"\n{len(pool)} examples in {len(pool.names)} sources (max_length {max_length}); 'correct' is the share")
-    print("of trajectories whose final answer matches the reference; 'resp' is mean response tokens.")
+    print("of trajectories whose final answer matches the reference; 'resp' is mean response tokens; 'held' the")
+    print("rows the DMC probes hold out of training (whole probe problems; 0 without a dmc callback).")
 
 
 def _print_schema_only(configs: list[SourceConfig]) -> None:
@@ -119,6 +144,7 @@ def _report(dm, tokenizer_known: bool) -> None:
         _print_schema_only(list(dm.source_configs))
         return
     pool = dm.build_pool()
+    _hold_out_probes(pool, getattr(dm, "dmc_probe_args", None))
     prompts = dm.build_prompts()
     _print_table(pool, dm.max_length)
     if prompts is not None:

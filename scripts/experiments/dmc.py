@@ -39,7 +39,7 @@ from common import (
 )
 
 SOURCES = ("concise", "verbose", "noisy", "hard")
-VARIANTS = ("A", "B", "C", "D", "E")
+VARIANTS = ("A", "B", "C", "E")  # lit_distill.scoring.dmc.VARIANTS (D was removed)
 ARMS = {
     "uniform": {"data": {"mixture": {"policy": "uniform"}}, "dmc": None},
     "balanced": {"data": {"mixture": {"policy": "balanced"}}, "dmc": None},

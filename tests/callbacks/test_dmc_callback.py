@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -110,3 +111,43 @@ def test_scoring_failure_stops_the_run(pool_dir, tokenizer_dir, tmp_path):
 
     with pytest.raises(ScoringError, match=r"step 2.*probe exploded"):
         fit_in_process(pool_dir, tokenizer_dir, tmp_path, [Broken(every_n_steps=2, probe_size=4, probe_questions=2)])
+
+
+def test_refreshes_in_a_max_epochs_run(pool_dir, tokenizer_dir, tmp_path):
+    # max_steps = -1 here: a due-check on `step < max_steps` never fired, so DMC silently stayed at step 0.
+    cb = _dmc(every_n_steps=2, max_new_tokens=4)
+    trainer, _, dm = fit_in_process(
+        pool_dir, tokenizer_dir, tmp_path, [cb], max_steps=-1, max_epochs=2, data={"steps_per_epoch": 3}
+    )
+    assert trainer.global_step == 6
+    # Every second step across the epoch boundary, but not after the last step (nothing would use it).
+    assert [h["step"] for h in cb.history] == [0, 2, 4]
+    assert [s for s, _ in dm.sampler.history][-1] == 4
+
+
+def test_due_only_at_optimiser_step_ends_under_accumulation(pool_dir, tokenizer_dir, tmp_path):
+    cb = _dmc(every_n_steps=1, probe_size=2, probe_questions=1, max_new_tokens=2)
+    fit_in_process(
+        pool_dir, tokenizer_dir, tmp_path, [cb], max_steps=-1, max_epochs=1, accumulate_grad_batches=2,
+        data={"steps_per_epoch": 3},
+    )  # fmt: skip
+    assert [h["step"] for h in cb.history] == [0, 1, 2]  # once per optimiser step, none after the last
+
+
+def test_probes_are_never_trained_on(pool_dir, tokenizer_dir, tmp_path):
+    drawn = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            drawn.append(batch["index"].cpu().numpy())
+            if trainer.global_step == 2:  # a selection re-admitting every row (as LARK's refresh does)
+                trainer.datamodule.set_sample_weights(np.arange(len(trainer.datamodule.pool)), 1.0)
+
+    cb = _dmc(every_n_steps=4, probe_size=6, probe_questions=3, max_new_tokens=2)
+    _, _, dm = fit_in_process(pool_dir, tokenizer_dir, tmp_path, [cb, Record()], max_steps=12)
+    held = cb.probe.held_out
+    for n in NAMES:  # the scored trajectories and the answered questions are all held out
+        assert np.isin(cb.probe.rows[n], held).all() and np.isin(cb.probe.questions[n], held).all()
+    assert len(held) == 4 * 9  # 6 trajectories = 2 problems, 3 questions = 3 problems: 3 problems x K=3
+    assert not np.isin(np.concatenate(drawn), held).any()
+    assert {s.name: s.held_out for s in dm.pool.summary()} == dict.fromkeys(NAMES, 9)

@@ -14,7 +14,7 @@ from lit_distill.scoring.dmc import (
     pooled_learnability,
     quality,
     relative_difficulty,
-    static_difficulty_from_lengths,
+    surprisal,
     token_nll,
 )
 
@@ -53,13 +53,35 @@ def test_token_nll_is_token_weighted():
     assert math.isnan(token_nll(items([], [])))
 
 
-def test_relative_difficulty_pools_tokens():
-    by_source = {"a": items([4.0], [2]), "b": items([10.0], [10])}
+def test_relative_difficulty_is_surprisal_per_trajectory():
+    # Changed from the token-weighted NLL ratio (methods.md 3.6): s_j is the mean SUMMED NLL per trajectory.
+    by_source = {"a": items([4.0, 8.0], [2, 2]), "b": items([3.0], [10])}
+    assert surprisal(by_source["a"]) == pytest.approx(6.0)
     r = relative_difficulty(by_source)
-    # s_a = 2, s_b = 1, s̄ = 14/12 (token-weighted); a mean of means would give s̄ = 1.5, R_a = 4/3.
-    assert r["a"] == pytest.approx(12 / 7)
-    assert r["b"] == pytest.approx(6 / 7)
+    # s_a = 6, s_b = 3, s̄ = (4 + 8 + 3) / 3 = 5 (each trajectory once; a mean of means would give 4.5).
+    assert r["a"] == pytest.approx(6 / 5)
+    assert r["b"] == pytest.approx(3 / 5)
     assert relative_difficulty({"only": items([3.0, 5.0], [2, 7])})["only"] == pytest.approx(1.0)
+    # A trajectory without response tokens is no measurement, not a free "zero surprisal" item.
+    assert surprisal(items([4.0, 0.0], [2, 0])) == pytest.approx(4.0)
+    assert math.isnan(surprisal(items([], [])))
+
+
+def test_padding_cannot_make_a_source_look_easier():
+    # A copy of a source with predictable filler (low NLL per token) added to every trajectory: a per-token
+    # mean called it easier (R 0.57 for the demo's verbose teacher); a per-trajectory sum cannot.
+    rng = np.random.default_rng(0)
+    tok = rng.integers(5, 30, size=40).astype(float)
+    nll = tok * rng.uniform(1.0, 2.0, size=40)
+    correct = np.zeros(20)
+    base = ProbeItems(nll, tok, 0.5 * tok, correct)
+    padded = ProbeItems(nll + 0.05 * 80, tok + 80, 0.5 * (tok + 80), correct)  # 80 filler tokens at 0.05 nats
+    other = varied(1)
+    res = compute_dmc({"base": base, "padded": padded, "other": other}, dict.fromkeys(["base", "padded", "other"], 1.0),
+                      DMCConfig())  # fmt: skip
+    assert res["padded"].difficulty > res["base"].difficulty
+    assert res["padded"].value < res["base"].value
+    assert token_nll(padded) < token_nll(base)  # what the old term measured: the padded copy looked easier
 
 
 def test_capability():
@@ -87,11 +109,6 @@ def test_probe_items_validation():
     assert ProbeItems([1, 2], [3, 4], [5, 6]).nll_sum.dtype == np.float64
 
 
-def test_static_difficulty_from_lengths():
-    assert static_difficulty_from_lengths({"a": 100, "b": 300, "c": 200}) == {"a": 0.0, "b": 1.0, "c": 0.5}
-    assert static_difficulty_from_lengths({"a": 7, "b": 7}) == {"a": 0.5, "b": 0.5}
-
-
 # --- variants ---------------------------------------------------------------------------------
 
 
@@ -101,9 +118,6 @@ def test_variants_on_hand_numbers():
     assert dmc_value("B", quality=q, capability=c, difficulty=r) == pytest.approx(0.9 * 0.96 * math.exp(-0.2))
     assert dmc_value("A", quality=q, capability=c, difficulty=r, kappa=2.0) == pytest.approx(0.9 * 0.6 * math.exp(-0.4))
     assert dmc_value("C", quality=q, learnability=0.3) == pytest.approx(0.27)
-    # (0.7 - 0.4)^2 / (2 * 0.15^2) = 2.
-    d = dmc_value("D", quality=q, global_capability=0.4, static_difficulty=0.7)
-    assert d == pytest.approx(0.9 * math.exp(-2.0))
     e = dmc_value("E", quality=q, capability=c, difficulty=r, alpha=2.0, beta=0.5)
     assert e == pytest.approx(0.9 * 0.16 / math.sqrt(1.2))
 
@@ -119,8 +133,6 @@ def test_variant_directions():
     assert max(b) == pytest.approx(1.0)
     e = [dmc_value("E", quality=1.0, capability=c, difficulty=1.0) for c in (0.1, 0.5, 0.9)]
     assert e[0] < e[1] < e[2]  # E prefers easy data
-    d = [dmc_value("D", quality=1.0, global_capability=0.5, static_difficulty=x) for x in (0.1, 0.5, 0.8)]
-    assert d[1] == pytest.approx(1.0) and d[1] > d[2] > d[0]
 
 
 @pytest.mark.parametrize("variant", ["A", "B", "E"])
@@ -134,8 +146,6 @@ def test_missing_inputs_named():
         dmc_value("A", quality=1.0, capability=0.5)
     with pytest.raises(ValueError, match="learnability"):
         dmc_value("C", quality=1.0, capability=0.5, difficulty=1.0)
-    with pytest.raises(ValueError, match="static_difficulty"):
-        dmc_value("D", quality=1.0, global_capability=0.5)
     with pytest.raises(ValueError, match="quality"):
         dmc_value("C", quality=NAN, learnability=0.2)
     with pytest.raises(ValueError, match="variant"):
@@ -207,22 +217,12 @@ def test_compute_dmc_quality_keys_must_match():
         compute_dmc({"a": varied(0)}, {"a": 1.0, "c": 1.0}, DMCConfig())
 
 
-def test_variant_d_defaults():
-    # Pooled pass rate over questions: 3 of 6 questions -> 0.5 (mean of source means would be 0.625).
-    a = items([1.0, 1.0], [10, 30], correct=[1.0, 0.0, 0.0, 0.0])  # mean length 20
-    b = items([1.0], [40], correct=[1.0, 1.0])  # mean length 40
-    c = items([1.0], [60])  # mean length 60, no capability measured
-    res = compute_dmc({"a": a, "b": b, "c": c}, {"a": 1.0, "b": 1.0, "c": 0.5}, DMCConfig(variant="D"))
-    # δ from lengths: a 0, b 0.5, c 1.0; c(t) = 0.5.
-    assert res["b"].value == pytest.approx(1.0)
-    assert res["a"].value == pytest.approx(math.exp(-(0.5**2) / (2 * 0.15**2)))
-    assert res["c"].value == pytest.approx(0.5 * math.exp(-(0.5**2) / (2 * 0.15**2)))
-    assert res["a"].se == 0.0  # D does not depend on the probe items
-    given = compute_dmc(
-        {"a": a, "b": b}, {"a": 1.0, "b": 1.0}, DMCConfig(variant="D"),
-        global_capability=0.2, static_difficulty={"a": 0.2, "b": 0.8},
-    )  # fmt: skip
-    assert given["a"].value == pytest.approx(1.0)
+def test_variant_d_was_removed():
+    # Its length-normalised static difficulty always gave the longest source delta = 1 and DMC ~ 0.
+    with pytest.raises(ValueError, match="variant"):
+        DMCConfig(variant="D")
+    with pytest.raises(ValueError, match="variant"):
+        dmc_value("D", quality=1.0)
 
 
 @pytest.mark.parametrize("variant", ["A", "B", "C", "E"])

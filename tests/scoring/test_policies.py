@@ -1,6 +1,4 @@
-"""Tests for lit_distill.scoring.policies: static mixtures, DMC softmax + EMA, hard switching."""
-
-import math
+"""Tests for lit_distill.scoring.policies: static mixtures, DMC power mixture + EMA, hard switching."""
 
 import numpy as np
 import pytest
@@ -12,7 +10,8 @@ from lit_distill.scoring.policies import (
     ema,
     hard_switch,
     next_mixture,
-    softmax_mixture,
+    power_mixture,
+    shrink_to_mean,
     static_weights,
     temperature_weights,
     uniform_weights,
@@ -64,46 +63,77 @@ def test_temperature_weights():
         temperature_weights([1, 2], 0.0)
 
 
-# --- softmax + EMA ----------------------------------------------------------------------------
+# --- power mixture + EMA ------------------------------------------------------------------------
 
 
-def test_softmax_mixture_hand_value():
-    # z = [-1, 1]; softmax(z / 1) = [1, e^2] / (1 + e^2); floor 0.1 over J = 2 adds 0.05 each.
-    p_hi = math.exp(2) / (1 + math.exp(2))
-    w = softmax_mixture(np.array([0.0, 1.0]), temperature=1.0, floor=0.1)
-    np.testing.assert_allclose(w, [0.9 * (1 - p_hi) + 0.05, 0.9 * p_hi + 0.05], rtol=1e-6)
+def test_power_mixture_hand_value():
+    # T = 0.5 squares the DMC: [1, 4] / 5; floor 0.1 over J = 2 adds 0.05 each.
+    w = power_mixture(np.array([1.0, 2.0]), temperature=0.5, floor=0.1)
+    np.testing.assert_allclose(w, [0.9 * 0.2 + 0.05, 0.9 * 0.8 + 0.05], rtol=1e-12)
 
 
-def test_softmax_mixture_floor_and_ordering():
+def test_power_mixture_floor_and_ordering():
     s = np.array([0.01, 5.0, 0.3, 0.2, 100.0])
     floor = 0.05
-    w = softmax_mixture(s, temperature=0.1, floor=floor)
+    w = power_mixture(s, temperature=1.0, floor=floor)
     assert_simplex(w)
     assert w.min() >= floor / s.size - 1e-15
     assert list(np.argsort(w)) == list(np.argsort(s))
-    assert np.all(np.diff(w[np.argsort(s)]) > 0)
+    greedy = power_mixture(s, temperature=0.1, floor=floor)
+    assert greedy[4] > 0.94 and greedy.min() >= floor / s.size - 1e-15
 
 
-def test_softmax_mixture_is_scale_free():
+def test_power_mixture_is_scale_free():
     s = np.array([0.02, 0.05, 0.011, 0.04])
-    w = softmax_mixture(s)
-    np.testing.assert_allclose(softmax_mixture(7.0 * s + 3.0), w, atol=1e-6)
-    np.testing.assert_allclose(softmax_mixture(0.1 * s - 1.0), w, atol=1e-5)
-    # Not trivially uniform: the test would pass vacuously otherwise.
-    assert w.max() - w.min() > 0.1
+    se = np.array([0.001, 0.004, 0.002, 0.003])
+    w = power_mixture(s, se)
+    for c in (7.0, 1e-4, 1e6):
+        np.testing.assert_allclose(power_mixture(c * s, c * se), w, rtol=1e-10)
+    assert w.max() - w.min() > 0.1  # not trivially uniform
 
 
-def test_softmax_mixture_edges():
-    np.testing.assert_array_equal(softmax_mixture(np.array([0.3])), [1.0])
-    np.testing.assert_allclose(softmax_mixture(np.array([np.nan, np.nan])), [0.5, 0.5])
-    w = softmax_mixture(np.array([0.1, np.nan, 0.5, 0.3]))
+def test_power_mixture_is_magnitude_aware():
+    # The z-scored softmax gave the same 0.035/0.920/0.017/0.028 for gaps shrunk 1e4-fold, and 96/4 for
+    # a 1e-4 gap between two sources. Tiny relative gaps must now move almost no weight.
+    base = np.array([0.50, 0.62, 0.47, 0.49])
+    tiny = 0.5 + (base - 0.5) * 1e-4
+    np.testing.assert_allclose(power_mixture(tiny), 0.25, atol=1e-3)
+    two = power_mixture(np.array([1.0, 1.0 + 1e-4]))
+    assert np.abs(two - 0.5).max() <= 0.01
+    # ...while real gaps still matter, in proportion to the DMC ratio.
+    w = power_mixture(base, floor=0.0)
+    np.testing.assert_allclose(w / w[0], (base / base[0]) ** 2)
+
+
+def test_power_mixture_shrinks_differences_within_se():
+    s, se = np.array([1.0, 0.9, 0.95, 1.05]), np.full(4, 0.1)
+    np.testing.assert_allclose(power_mixture(s, se), 0.25, atol=1e-12)  # spread below the noise: equal
+    assert power_mixture(s, se, shrink=False).max() > 0.28  # without shrinkage it is not
+    # Gaps far above the se are kept nearly as they are.
+    far = np.array([1.0, 3.0])
+    np.testing.assert_allclose(power_mixture(far, np.full(2, 0.01)), power_mixture(far), atol=1e-3)
+    # A noisy source is pulled toward the mean more than a precise one.
+    shrunk = shrink_to_mean(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 0.0, 0.0, 1.5]))
+    assert shrunk[:3].tolist() == [1.0, 2.0, 3.0] and 2.5 < shrunk[3] < 4.0
+
+
+def test_power_mixture_edges():
+    np.testing.assert_array_equal(power_mixture(np.array([0.3])), [1.0])
+    np.testing.assert_allclose(power_mixture(np.array([np.nan, np.nan])), [0.5, 0.5])
+    w = power_mixture(np.array([0.1, np.nan, 0.5, 0.3]))
     assert w[1] == pytest.approx(w[0])  # NaN counts as the lowest finite score
-    np.testing.assert_allclose(softmax_mixture(np.array([0.2, 0.2, 0.2])), [1 / 3] * 3)
+    np.testing.assert_allclose(power_mixture(np.array([0.2, 0.2, 0.2])), [1 / 3] * 3)
+    np.testing.assert_allclose(power_mixture(np.zeros(3)), [1 / 3] * 3)  # nothing positive: uniform
+    w = power_mixture(np.array([-0.5, 0.0, 1.0]), floor=0.1)  # negative counts as zero
+    np.testing.assert_allclose(w, [0.1 / 3, 0.1 / 3, 0.9 + 0.1 / 3])
+    assert_simplex(power_mixture(np.array([1e-300, 1e300]), temperature=0.01))  # no overflow
     for kwargs in ({"temperature": 0.0}, {"floor": 1.5}):
         with pytest.raises(ValueError):
-            softmax_mixture(np.array([0.1, 0.2]), **kwargs)
+            power_mixture(np.array([0.1, 0.2]), **kwargs)
     with pytest.raises(ValueError, match="infinite"):
-        softmax_mixture(np.array([0.1, np.inf]))
+        power_mixture(np.array([0.1, np.inf]))
+    with pytest.raises(ValueError, match="se"):
+        power_mixture(np.array([0.1, 0.2]), np.array([0.1, -1.0]))
 
 
 def test_ema():
@@ -198,12 +228,15 @@ def test_hard_switch_state_dict_round_trip():
 def test_next_mixture_modes():
     prev = np.array([0.5, 0.5])
     scores, se = np.array([0.1, 0.9]), np.zeros(2)
-    cfg = MixturePolicyConfig(mode="softmax", ema_beta=0.5)
+    cfg = MixturePolicyConfig(ema_beta=0.5)
+    assert cfg.mode == "power"
     w, st = next_mixture(cfg, prev, scores, se, HardSwitchState())
-    np.testing.assert_allclose(w, 0.5 * prev + 0.5 * softmax_mixture(scores, cfg.temperature, cfg.floor))
+    np.testing.assert_allclose(w, 0.5 * prev + 0.5 * power_mixture(scores, se, cfg.temperature, cfg.floor))
     assert st == HardSwitchState()
     w, st = next_mixture(MixturePolicyConfig(mode="hard", floor=0.0), prev, scores, se, HardSwitchState())
     np.testing.assert_array_equal(w, [0.0, 1.0])
     assert st.incumbent == (1,)
     with pytest.raises(ValueError, match="mode"):
         MixturePolicyConfig(mode="greedy")
+    with pytest.raises(ValueError, match=r"removed.*power"):
+        MixturePolicyConfig(mode="softmax")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lit_distill.scoring.stats import bootstrap_se, rankdata, replicate_se, spearman
+from lit_distill.scoring.stats import rankdata, replicate_se, spearman
 
 
 def test_rankdata_average_ties():
@@ -46,39 +46,6 @@ def test_spearman_nan_cases():
     assert math.isnan(spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))  # zero variance
     # Non-finite pairs are dropped, the rest still correlate.
     assert spearman([1, 2, float("nan"), 3], [3, 2, 100, 1]) == pytest.approx(-1.0)
-
-
-def test_bootstrap_se_of_mean_matches_theory():
-    x = np.random.default_rng(1).normal(size=2000)
-    se = bootstrap_se(np.mean, x, n_resamples=400, seed=3)
-    expected = x.std(ddof=1) / math.sqrt(x.size)
-    assert se == pytest.approx(expected, rel=0.2)
-
-
-def test_bootstrap_se_deterministic_and_seed_dependent():
-    x = np.random.default_rng(0).exponential(size=50)
-    a = bootstrap_se(np.mean, x, seed=7)
-    assert a == bootstrap_se(np.mean, x, seed=7)
-    assert a != bootstrap_se(np.mean, x, seed=8)
-
-
-def test_bootstrap_se_pairs_arrays():
-    # Same indices for both arrays: a ratio of two identical arrays is always 1 -> se 0.
-    x = np.random.default_rng(0).uniform(1, 2, size=30)
-    assert bootstrap_se(lambda a, b: a.sum() / b.sum(), x, x.copy()) == 0.0
-    # But a ratio of unrelated arrays varies.
-    y = np.random.default_rng(1).uniform(1, 2, size=30)
-    assert bootstrap_se(lambda a, b: a.sum() / b.sum(), x, y) > 0
-
-
-def test_bootstrap_se_edges():
-    assert bootstrap_se(np.mean, np.ones(10)) == 0.0
-    assert bootstrap_se(np.mean, np.arange(5.0), n_resamples=0) == 0.0
-    assert math.isnan(bootstrap_se(np.mean, np.array([])))
-    with pytest.raises(ValueError, match="n_resamples"):
-        bootstrap_se(np.mean, np.arange(5.0), n_resamples=1)
-    with pytest.raises(ValueError, match="differ in length"):
-        bootstrap_se(lambda a, b: 0.0, np.arange(3), np.arange(4))
 
 
 def test_replicate_se_ignores_non_finite():
