@@ -60,8 +60,12 @@ class TokenStore:
 
 def _quality_column(batch: dict) -> dict:
     out = []
-    for msgs, ref in zip(batch["messages"], batch["answer"], strict=True):
-        out.append(-1 if not ref else int(answers_match(msgs[-1]["content"], ref)))
+    flags = batch.get("correct") or [-1] * len(batch["messages"])
+    for msgs, ref, flag in zip(batch["messages"], batch["answer"], flags, strict=True):
+        if flag is not None and flag >= 0:
+            out.append(int(flag))  # the data's own per-candidate correctness (``correctness: quality``) wins
+        else:
+            out.append(-1 if not ref else int(answers_match(msgs[-1]["content"], ref)))
     return {"quality": out}
 
 
@@ -71,7 +75,7 @@ def with_quality(ds: datasets.Dataset) -> datasets.Dataset:
         _quality_column,
         batched=True,
         input_columns=None,
-        new_fingerprint=f"{ds._fingerprint}-quality1",
+        new_fingerprint=f"{ds._fingerprint}-quality2",
         desc="check answers",
     )
 

@@ -59,6 +59,16 @@ def test_openr1_correctness_as_quality_or_ignored(tmp_path):
     assert _load(path, correctness="ignore")["correct"] == [-1, -1, -1]
 
 
+def test_data_correctness_flags_become_pool_quality(tmp_path):
+    from lit_distill.data.pool import with_quality
+
+    # Flags say [1, 0, 1]; the answer checker would say [1, 0, 1] too, so mislabel one flag to tell them apart.
+    row = {**OPENR1, "correctness_math_verify": [True, True, False]}
+    path = write_jsonl(tmp_path / "r1.jsonl", [row])
+    assert with_quality(_load(path, correctness="quality"))["quality"] == [1, 1, 0]  # the data's flags win
+    assert with_quality(_load(path, correctness="ignore"))["quality"] == [1, 0, 1]  # answers checked
+
+
 def test_openr1_misaligned_correctness_is_an_error(tmp_path):
     path = write_jsonl(tmp_path / "r1.jsonl", [OPENR1, {**OPENR1, "correctness_math_verify": [True]}])
     msg = _error(path)
