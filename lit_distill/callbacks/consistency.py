@@ -22,12 +22,7 @@ from lit_distill.callbacks.reporting import run_dir
 def stream_digest(datamodule) -> bytes:
     """SHA-1 of everything that decides the data stream from the next step on."""
     h = hashlib.sha1()
-    sampler = datamodule.sampler
-    h.update(np.int64(sampler.step).tobytes())
-    h.update(np.ascontiguousarray(sampler.source_weights).tobytes())
-    for weights, drawn in zip(sampler.example_weights, sampler.drawn, strict=True):
-        h.update(np.ascontiguousarray(weights).tobytes())
-        h.update(np.packbits(drawn).tobytes())
+    datamodule.sampler.update_digest(h)
     h.update(np.ascontiguousarray(datamodule.loss_weights).tobytes())
     return h.digest()
 
