@@ -63,8 +63,10 @@ class SelectionCallback(pl.Callback):
         at_start: Run once at fit start, before the first training step.
     """
 
-    #: Prefix of the logged metrics (``<prefix>/seconds``) and of log lines.
-    metric_prefix = "selection"
+    #: Prefix of the logged metrics (``<prefix>/seconds``); None logs nothing.
+    metric_prefix: str | None = "selection"
+    #: Run at the start of a resumed fit too (a check of restored state), not only of a fresh one.
+    start_on_resume = False
 
     def __init__(self, every_n_steps: int, at_start: bool = True) -> None:
         if every_n_steps < 0:
@@ -113,7 +115,8 @@ class SelectionCallback(pl.Callback):
         self.seconds += elapsed
         self.runs += 1
         self.last_step = step
-        log_metrics(trainer, {f"{self.metric_prefix}/seconds": elapsed})
+        if self.metric_prefix:
+            log_metrics(trainer, {f"{self.metric_prefix}/seconds": elapsed})
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fit_started = time.perf_counter()
@@ -123,7 +126,7 @@ class SelectionCallback(pl.Callback):
         # strategies that restore after setup (FSDP), not even this callback's state. Here both are restored
         # and no batch has been drawn yet, so a start-up selection shapes the first step.
         self.prepare(trainer, pl_module)
-        if self.at_start and self.runs == 0:  # a resumed fit restored its selection with the state
+        if self.at_start and (self.runs == 0 or self.start_on_resume):  # resumed: the state holds the selection
             self._run(trainer, pl_module, at_start=True)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
