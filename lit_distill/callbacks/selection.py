@@ -156,13 +156,8 @@ class SelectionCallback(pl.Callback):
     # ---- state ---------------------------------------------------------------------------------------
     @property
     def state_key(self) -> str:
-        # One instance per class (the Lightning default key); a second one would overwrite the first's state.
+        # One instance per class (Lightning's default key; it refuses a second stateful instance of a class).
         return type(self).__qualname__
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        same = [cb for cb in trainer.callbacks if isinstance(cb, pl.Callback) and cb.state_key == self.state_key]
-        if len(same) > 1:
-            raise ValueError(f"two {type(self).__name__} callbacks: their checkpointed states would collide")
 
     def state_dict(self) -> dict:
         return {"last_step": self.last_step, "runs": self.runs, "seconds": self.seconds, **self.selection_state()}
