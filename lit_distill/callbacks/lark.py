@@ -87,6 +87,7 @@ class LARKCallback(SelectionCallback):
     """
 
     metric_prefix = "lark"
+    label = "LARK scoring"
 
     def __init__(
         self,

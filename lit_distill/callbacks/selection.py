@@ -27,13 +27,16 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Timer
 
+from lit_distill.callbacks.probing import ScoringError as _LegacyScoringError
 from lit_distill.callbacks.reporting import log_metrics
 from lit_distill.distributed import broadcast_object
 
 log = logging.getLogger(__name__)
 
 
-class ScoringError(RuntimeError):
+# Transition: callbacks/probing.py still defines its own ScoringError (DMC and tests catch that one).
+# Subclassing it keeps both catchable until probing's copy becomes an alias of this class.
+class ScoringError(_LegacyScoringError):
     """A selection run failed; training stops rather than continuing on stale weights."""
 
 
@@ -65,6 +68,8 @@ class SelectionCallback(pl.Callback):
 
     #: Prefix of the logged metrics (``<prefix>/seconds``); None logs nothing.
     metric_prefix: str | None = "selection"
+    #: What failed, in a ``ScoringError`` message ("<label> failed at step N: ..."); default the class name.
+    label: str | None = None
     #: Run at the start of a resumed fit too (a check of restored state), not only of a fresh one.
     start_on_resume = False
 
@@ -110,7 +115,7 @@ class SelectionCallback(pl.Callback):
         except ScoringError:
             raise
         except Exception as e:
-            raise ScoringError(f"{type(self).__name__} failed at step {step}: {e}") from e
+            raise ScoringError(f"{self.label or type(self).__name__} failed at step {step}: {e}") from e
         elapsed = time.perf_counter() - started
         self.seconds += elapsed
         self.runs += 1
