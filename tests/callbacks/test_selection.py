@@ -85,3 +85,25 @@ def test_rank_zero_decides(monkeypatch):
         strategy = None
 
     assert SelectionCallback.decide(T(), np.arange(3)) == "rank0" and len(seen) == 1
+
+
+def test_last_step_detection_covers_max_time_and_epochs():
+    """The guard on stubs: each way a fit can end makes the step just finished the last (no clocks involved)."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from lit_distill.callbacks.selection import training_ends_after_this_step as ends
+
+    def trainer(**kw):
+        base = dict(should_stop=False, max_steps=-1, global_step=4, max_epochs=None, is_last_batch=False,
+                    current_epoch=0, callbacks=[])  # fmt: skip
+        return SimpleNamespace(**{**base, **kw})
+
+    assert not ends(trainer())
+    assert ends(trainer(max_steps=4)) and not ends(trainer(max_steps=5))
+    assert ends(trainer(max_epochs=2, current_epoch=1, is_last_batch=True))
+    assert not ends(trainer(max_epochs=2, current_epoch=0, is_last_batch=True))
+    assert ends(trainer(should_stop=True))
+    spent, running = Timer(duration={"seconds": 0}), Timer(duration={"days": 1})
+    assert ends(trainer(callbacks=[spent])) and not ends(trainer(callbacks=[running]))
