@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Literal
 
 import lightning.pytorch as pl
@@ -165,6 +166,7 @@ class LARKCallback(SelectionCallback):
         return scores, selection
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_start: bool) -> None:
+        started = time.perf_counter()
         dm = trainer.datamodule
         pool = dm.pool
         step = trainer.global_step
@@ -186,6 +188,7 @@ class LARKCallback(SelectionCallback):
             self.last["L"][rows], self.last["g_hat"][rows], self.last["rho"][rows], ce_mean
         )
         self._log(trainer, pool, rows, selected, weights, ce_mean, scores, diagnostics)
+        self.history[-1]["lark/seconds"] = time.perf_counter() - started  # logged by SelectionCallback
         for key, value in (("L", ce_mean), ("g_hat", scores.g_hat), ("rho", scores.rho)):
             self.last[key][rows] = value
         if not at_start and self.problems_per_refresh is not None:
