@@ -9,8 +9,8 @@ every periodic selection needs around it:
   max_epochs, max_steps and max_time runs all behave alike, and nothing re-derives the boundary from
   ``accumulate_grad_batches``). A run never follows the last optimiser step (max_steps reached, the last
   batch of the last epoch, ``max_time`` spent, a requested stop), since nothing would train on its result;
-* **timing**: seconds per run (``<metric_prefix>/seconds``) and, at fit end, the total and its share of
-  the fit's wall time (``seconds`` and ``share`` attributes, logged once);
+* **timing**: seconds per run (``<metric_prefix>/seconds``), the total (``seconds``, checkpointed) and, at
+  fit end, this fit's share of its wall time (``share``, and one log line);
 * **errors**: any exception in a run becomes a ``ScoringError`` naming the callback and the step, so the
   run stops rather than training on stale weights;
 * **rank 0 decides**: ``decide`` returns rank 0's value on every rank (the data streams must never split);
@@ -62,8 +62,8 @@ class SelectionCallback(pl.Callback):
     """Base of the periodic selection callbacks (see the module docstring).
 
     Args:
-        every_n_steps: Optimiser steps between runs; 0 runs only at fit start (if ``at_start``).
-        at_start: Run once at fit start, before the first training step.
+        every_n_steps: Optimiser steps between runs; 0 runs only at the start (if ``at_start``).
+        at_start: Run once before the first training step (not again when a fit resumes).
     """
 
     #: Prefix of the logged metrics (``<prefix>/seconds``); None logs nothing.
@@ -84,6 +84,7 @@ class SelectionCallback(pl.Callback):
         self.seconds = 0.0
         self.share = float("nan")
         self._fit_started = 0.0
+        self._fit_seconds = 0.0  # this fit's share of ``seconds`` (which a resumed fit restores)
         self._step_at_batch_start = -1
 
     # ---- for subclasses ------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ class SelectionCallback(pl.Callback):
         raise NotImplementedError
 
     def prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Called at fit start before any run (e.g. draw fixed probes); default nothing."""
+        """Called once per fit before any run, with the checkpoint restored (e.g. draw fixed probes)."""
 
     def selection_state(self) -> dict:
         """The subclass's checkpointed state (merged into ``state_dict``)."""
@@ -118,6 +119,7 @@ class SelectionCallback(pl.Callback):
             raise ScoringError(f"{self.label or type(self).__name__} failed at step {step}: {e}") from e
         elapsed = time.perf_counter() - started
         self.seconds += elapsed
+        self._fit_seconds += elapsed
         self.runs += 1
         self.last_step = step
         if self.metric_prefix:
@@ -125,6 +127,7 @@ class SelectionCallback(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fit_started = time.perf_counter()
+        self._fit_seconds = 0.0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Not on_fit_start: there a resumed fit has not restored the loops (global_step reads 0) and, under
@@ -150,12 +153,12 @@ class SelectionCallback(pl.Callback):
         self._run(trainer, pl_module, at_start=False)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._fit_started or not self.runs:
+        if not self._fit_started or not self._fit_seconds:
             return
-        self.share = self.seconds / max(time.perf_counter() - self._fit_started, 1e-9)
+        self.share = self._fit_seconds / max(time.perf_counter() - self._fit_started, 1e-9)
         log.info(
-            "%s: %d runs, %.1f s (%.1f%% of this fit's wall time)",
-            type(self).__name__, self.runs, self.seconds, 100 * self.share,
+            "%s: %.1f s in this fit (%.1f%% of its wall time), %d runs in all",
+            type(self).__name__, self._fit_seconds, 100 * self.share, self.runs,
         )  # fmt: skip
 
     # ---- state ---------------------------------------------------------------------------------------
