@@ -181,12 +181,12 @@ class MixtureSampler:
     def _draw_source(self, s: int, k: int) -> np.ndarray:
         out = []
         while k > 0:
-            order = self._current_pass(s)
-            if self.position[s] >= len(order):  # the pass is spent: start the next one
+            # A pass has one draw per positive-weight example (the weights cannot have changed since it began).
+            if self.position[s] >= self._positive[s]:  # spent: start the next one, never rebuild a spent one
                 self.passes[s] += 1
                 self.position[s] = 0
                 self._pass[s] = None
-                continue
+            order = self._current_pass(s)
             start = int(self.position[s])
             got = order[start : start + k]
             self.position[s] += len(got)
