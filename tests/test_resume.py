@@ -235,7 +235,7 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_run(
     assert torch.equal(s_got["source_weights"], s_ref["source_weights"])
     assert all(torch.equal(a, b) for a, b in zip(s_got["example_weights"], s_ref["example_weights"], strict=True))
     assert any((w == 0).any() for w in s_ref["example_weights"]), "LARK deselected nothing"
-    assert all(torch.equal(a, b) for a, b in zip(s_got["drawn"], s_ref["drawn"], strict=True))
+    assert torch.equal(s_got["passes"], s_ref["passes"]) and torch.equal(s_got["position"], s_ref["position"])
     dmc_ref, dmc_got = _callback_state(ref, "DMCCallback"), _callback_state(got, "DMCCallback")
     assert [h["step"] for h in dmc_got["history"]] == [h["step"] for h in dmc_ref["history"]] == [0, 2, 4]
     for a, b in zip(dmc_got["history"], dmc_ref["history"], strict=True):

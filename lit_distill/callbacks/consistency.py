@@ -17,37 +17,37 @@ import numpy as np
 import torch
 
 from lit_distill.callbacks.reporting import run_dir
+from lit_distill.callbacks.selection import SelectionCallback
 
 
 def stream_digest(datamodule) -> bytes:
     """SHA-1 of everything that decides the data stream from the next step on."""
     h = hashlib.sha1()
-    sampler = datamodule.sampler
-    h.update(np.int64(sampler.step).tobytes())
-    h.update(np.ascontiguousarray(sampler.source_weights).tobytes())
-    for weights, drawn in zip(sampler.example_weights, sampler.drawn, strict=True):
-        h.update(np.ascontiguousarray(weights).tobytes())
-        h.update(np.packbits(drawn).tobytes())
+    datamodule.sampler.update_digest(h)
     h.update(np.ascontiguousarray(datamodule.loss_weights).tobytes())
     return h.digest()
 
 
-class StreamConsistency(pl.Callback):
+class StreamConsistency(SelectionCallback):
     """All-gathers a hash of each rank's data-stream state and fails on any difference.
+
+    Checks at the start of every fit (a resumed one included: the restored state is checked) and after every
+    ``every_n_steps``-th optimiser step, on ``SelectionCallback``'s schedule.
 
     Args:
         every_n_steps: Optimiser steps between checks (hashing is O(pool size)).
         record: Append every check's hashes to ``stream_hashes.jsonl`` in the run directory.
     """
 
+    metric_prefix = None  # a check per step would flood the loggers
+    start_on_resume = True
+
     def __init__(self, every_n_steps: int = 50, record: bool = True) -> None:
-        self.every_n_steps = every_n_steps
+        super().__init__(every_n_steps=every_n_steps, at_start=True)
         self.record = record
 
-    def _check(self, trainer: pl.Trainer, where: str) -> None:
-        # At fit start of a resumed run Lightning has restored the data module but not yet the loops, so
-        # trainer.global_step still reads 0; the restored sampler knows the step (draws happen per step).
-        step = trainer.datamodule.sampler.step if where == "fit_start" else trainer.global_step
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_start: bool) -> None:
+        step, where = trainer.global_step, "fit_start" if at_start else "step"
         digest = torch.frombuffer(bytearray(stream_digest(trainer.datamodule)), dtype=torch.uint8)
         gathered = trainer.strategy.all_gather(digest.to(trainer.strategy.root_device))
         gathered = gathered.reshape(-1, digest.numel()).cpu()
@@ -63,10 +63,3 @@ class StreamConsistency(pl.Callback):
                 f"ranks disagree on the data stream at step {step} ({where}): "
                 f"state hashes {hashes}; the mixture or example weights diverged"
             )
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._check(trainer, "fit_start")
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if (batch_idx + 1) % trainer.accumulate_grad_batches == 0 and trainer.global_step % self.every_n_steps == 0:
-            self._check(trainer, "step")

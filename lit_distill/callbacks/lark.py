@@ -1,14 +1,19 @@
 """LARKCallback: rescores trajectories with the current student and re-selects among each problem's candidates.
 
-At fit start (the student at initialisation, as the paper's offline selection) and every ``every_n_steps``
-optimiser steps, the callback scores the pool, or a random subset of problems (always with all of a chosen
-problem's candidates, since g-hat is defined per problem), with one no-grad forward pass per trajectory.
+At the start of training (the student at initialisation, as the paper's offline selection) the callback
+scores every problem of the selected sources, so no problem trains on unselected candidates; then every
+``every_n_steps`` optimiser steps it rescores either all problems or, with ``problems_per_refresh``, the next
+chunk of a seeded rotation: each cycle of ``ceil(problems / problems_per_refresh)`` refreshes rescores every
+problem exactly once (always with all of a problem's candidates, since g-hat is defined per problem). Each
+trajectory costs one no-grad forward pass. The schedule is ``SelectionCallback``'s.
 Scoring is sharded across ranks and the float64 statistics all-reduced; the per-problem maths
 (rho, g-hat, chi-squared top-B weights: scoring/lark.py) then runs identically everywhere and rank 0's result
 is broadcast, so every rank applies the same weights. The weights reach the data module:
 
-* ``sample`` mode: within-source sampling weights. A problem's selected candidates share the mass its K
-  candidates had (weight q_k * K), unselected candidates are never drawn, unscored problems are unchanged.
+* ``sample`` mode: within-source sampling weights, which the sampler turns into draw frequencies (a pass
+  draws each example in proportion to its weight). A selected candidate gets weight q_k * K, so a problem
+  keeps the K draws per pass its K candidates had at weight 1 and shares them in proportion to q;
+  unselected candidates are never drawn.
 * ``loss`` mode: sampling is unchanged; the loss weight of a selected candidate is B * q_k (mean 1 within a
   problem, methods.md 1.6) and 0 for an unselected one; ``DistillModule.weight_mode`` decides how the weights
   are normalised (``reference`` or ``paper``).
@@ -16,8 +21,9 @@ is broadcast, so every rank applies the same weights. The weights reach the data
 Logged at each refresh: ``lark/rho_mean``, ``lark/selected_share/<source>``,
 ``lark/selected_share_teacher/<teacher>``, ``lark/loss_selected`` and ``lark/loss_unselected`` (the mean
 per-token loss of the two groups), ``lark/seconds``, a g-hat histogram, and the paper's diagnostic
-``lark/ghat_vs_loss_drop_spearman``: the rank correlation between g-hat at the previous refresh and each
-trajectory's realised loss decrease since then (trajectories scored at both refreshes).
+``lark/ghat_vs_loss_drop_spearman``: the rank correlation between each trajectory's g-hat when it was last
+scored and its realised loss decrease since then, with ``lark/loss_vs_loss_drop_spearman`` (the same for
+the loss alone) as its baseline, since g-hat grows with the loss and so does an absolute drop.
 """
 
 from __future__ import annotations
@@ -31,9 +37,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from lit_distill.callbacks.probing import ScoringError, score_rows
+from lit_distill.callbacks.probing import score_rows
 from lit_distill.callbacks.reporting import log_metrics, logger_step
-from lit_distill.distributed import broadcast_object
+from lit_distill.callbacks.selection import SelectionCallback
 from lit_distill.scoring.lark import score_pool, select_pool
 from lit_distill.scoring.stats import spearman
 
@@ -41,7 +47,26 @@ log = logging.getLogger(__name__)
 RULES = ("chi2", "softmax", "hard", "random")
 
 
-class LARKCallback(pl.Callback):
+def loss_drop_diagnostics(prev_loss, prev_g_hat, prev_rho, loss) -> dict[str, float]:
+    """Rank correlations of each trajectory's earlier scores with its realised loss decrease since then.
+
+    All arguments are per-trajectory arrays over the same rows; rows never scored before (NaN) are skipped.
+    ``loss_vs_loss_drop`` is the baseline that ``ghat_vs_loss_drop`` must beat to say more than "high loss
+    falls more".
+    """
+    seen = np.isfinite(prev_loss) & np.isfinite(loss)
+    if seen.sum() < 3:
+        return {}
+    drop = prev_loss[seen] - loss[seen]
+    log_drop = np.log(prev_loss[seen]) - np.log(loss[seen])
+    return {
+        "lark/ghat_vs_loss_drop_spearman": spearman(prev_g_hat[seen], drop),
+        "lark/loss_vs_loss_drop_spearman": spearman(prev_loss[seen], drop),
+        "lark/rho_vs_log_loss_drop_spearman": spearman(prev_rho[seen], log_drop),
+    }
+
+
+class LARKCallback(SelectionCallback):
     """Online LARK trajectory selection (methods.md section 1).
 
     Args:
@@ -49,15 +74,21 @@ class LARKCallback(pl.Callback):
         rule: ``chi2`` (LARK's chi-squared-regularised weights), ``softmax`` (softmax of g-hat / temperature
             over the top-B), ``hard`` (top-B, uniform), or ``random`` (B random candidates, uniform: a baseline).
         mode: ``sample`` (selection decides what is drawn) or ``loss`` (selection weights the loss).
-        every_n_steps: Optimiser steps between refreshes; 0 scores only at fit start (offline LARK).
-        problems_per_refresh: Problems rescored per refresh (random, with all their candidates); None = all.
+        every_n_steps: Optimiser steps between refreshes; 0 scores only at the start (offline LARK).
+        problems_per_refresh: Problems rescored per refresh, the next chunk of a seeded rotation (with all
+            their candidates), so every problem is rescored once every ``ceil(problems / this)`` refreshes;
+            None = all at every refresh. The start-up selection always scores every problem.
         sources: Sources whose problems are scored; default all.
         temperature: For the ``softmax`` rule.
         top_k: Brier top-K (50 in the reference).
         batch_size: Trajectories per scoring forward pass.
-        at_start: Score and select at fit start.
-        seed: Seed of the problem subsets and of the ``random`` rule.
+        at_start: Score and select every problem before the first step. Without it, problems keep uniform
+            weights until the rotation first reaches them.
+        seed: Seed of the rotation order and of the ``random`` rule.
     """
+
+    metric_prefix = "lark"
+    label = "LARK scoring"
 
     def __init__(
         self,
@@ -75,50 +106,44 @@ class LARKCallback(pl.Callback):
     ) -> None:
         if rule not in RULES or mode not in ("sample", "loss"):
             raise ValueError(f"rule must be one of {RULES} and mode 'sample' or 'loss'")
-        if budget < 1 or every_n_steps < 0:
-            raise ValueError("budget must be >= 1 and every_n_steps >= 0")
+        if budget < 1:
+            raise ValueError("budget must be >= 1")
+        if problems_per_refresh is not None and problems_per_refresh < 1:
+            raise ValueError("problems_per_refresh must be >= 1 (or null for all problems)")
+        super().__init__(every_n_steps=every_n_steps, at_start=at_start)
         self.budget = budget
         self.rule = rule
         self.mode = mode
-        self.every_n_steps = every_n_steps
         self.problems_per_refresh = problems_per_refresh
         self.source_names = sources
         self.temperature = temperature
         self.top_k = top_k
         self.batch_size = batch_size
-        self.at_start = at_start
         self.seed = seed
         # State (saved in checkpoints).
         self.history: list[dict] = []
-        self.last: dict[str, np.ndarray] | None = None  # rows, L, g_hat of the previous refresh
-        self.last_step = -1
-        self.seconds = 0.0
-
-    # ---- hooks ---------------------------------------------------------------------------------------
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.history or not self.at_start:
-            return  # resumed (weights are in the data module's state) or no start-up selection
-        self._refresh(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        step = trainer.global_step
-        if (
-            self.every_n_steps
-            and (batch_idx + 1) % trainer.accumulate_grad_batches == 0
-            and step % self.every_n_steps == 0
-            and step != self.last_step
-            and step < trainer.max_steps
-        ):
-            self._refresh(trainer, pl_module)
+        self.rotation = 0  # rotation chunks rescored so far
+        # Each row's statistics when it was last scored (NaN = never), for the loss-drop diagnostics.
+        self.last: dict[str, np.ndarray] | None = None
 
     # ---- one refresh ---------------------------------------------------------------------------------
-    def _rows_to_score(self, pool, step: int) -> np.ndarray:
+    def _problems(self, pool) -> np.ndarray:
         names = self.source_names or pool.names
-        problems = pool.problems_of_sources([pool.source_index(n) for n in names])
+        return pool.problems_of_sources([pool.source_index(n) for n in names])
+
+    def rotation_chunk(self, problems: np.ndarray, index: int) -> np.ndarray:
+        """Problems of rotation chunk ``index``: cycle ``c`` is a seeded permutation cut into chunks."""
         n = self.problems_per_refresh
-        if n is not None and n < len(problems):
-            rng = np.random.default_rng([self.seed, step, 0x1A2C])
-            problems = np.sort(rng.choice(problems, size=n, replace=False))
+        chunks = math.ceil(len(problems) / n)
+        cycle, k = divmod(index, chunks)
+        order = np.random.default_rng([self.seed, cycle, 0x1A2C]).permutation(len(problems))
+        return np.sort(problems[order[k * n : (k + 1) * n]])
+
+    def _rows_to_score(self, pool, at_start: bool) -> np.ndarray:
+        problems = self._problems(pool)
+        n = self.problems_per_refresh
+        if not at_start and n is not None and n < len(problems):
+            problems = self.rotation_chunk(problems, self.rotation)
         return pool.problem_rows(problems)
 
     def _select(self, pool, rows: np.ndarray, ce_mean: np.ndarray, brier_mean: np.ndarray, step: int):
@@ -140,36 +165,41 @@ class LARKCallback(pl.Callback):
         )
         return scores, selection
 
-    def _refresh(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_start: bool) -> None:
         started = time.perf_counter()
         dm = trainer.datamodule
         pool = dm.pool
         step = trainer.global_step
-        try:
-            rows = self._rows_to_score(pool, step)
-            stats = score_rows(pl_module, dm, rows, self.batch_size, self.top_k)
-            n_tokens = stats[:, 1]
-            scored = n_tokens > 0
-            ce_mean = np.where(scored, stats[:, 0] / np.maximum(n_tokens, 1), np.nan)
-            brier_mean = np.where(scored, stats[:, 2] / np.maximum(n_tokens, 1), np.nan)
-            scores, selection = self._select(pool, rows, ce_mean, brier_mean, step)
-        except Exception as e:
-            raise ScoringError(f"LARK scoring failed at step {step}: {e}") from e
+        rows = self._rows_to_score(pool, at_start)
+        stats = score_rows(pl_module, dm, rows, self.batch_size, self.top_k)
+        n_tokens = stats[:, 1]
+        scored = n_tokens > 0
+        ce_mean = np.where(scored, stats[:, 0] / np.maximum(n_tokens, 1), np.nan)
+        brier_mean = np.where(scored, stats[:, 2] / np.maximum(n_tokens, 1), np.nan)
+        scores, selection = self._select(pool, rows, ce_mean, brier_mean, step)
         selected = rows[selection.rows]
         weights = np.zeros(len(rows))
         weights[selection.rows] = selection.weights
-        # Rank 0's weights everywhere: the ranks' streams must never diverge.
-        weights = broadcast_object(weights, trainer.strategy)
+        weights = self.decide(trainer, weights)  # rank 0's weights everywhere: the streams must never split
         self._apply(dm, pool, rows, weights)
-        self._log(trainer, pool, rows, selected, weights, ce_mean, scores, started)
-        self.last = {"rows": rows, "L": ce_mean, "g_hat": scores.g_hat, "rho": scores.rho}
-        self.last_step = step
+        if self.last is None:
+            self.last = {k: np.full(len(pool), np.nan, dtype=np.float32) for k in ("L", "g_hat", "rho")}
+        diagnostics = loss_drop_diagnostics(
+            self.last["L"][rows], self.last["g_hat"][rows], self.last["rho"][rows], ce_mean
+        )
+        self._log(trainer, pool, rows, selected, weights, ce_mean, scores, diagnostics)
+        self.history[-1]["lark/seconds"] = time.perf_counter() - started  # logged by SelectionCallback
+        for key, value in (("L", ce_mean), ("g_hat", scores.g_hat), ("rho", scores.rho)):
+            self.last[key][rows] = value
+        if not at_start and self.problems_per_refresh is not None:
+            self.rotation += 1
 
     def _apply(self, dm, pool, rows: np.ndarray, weights: np.ndarray) -> None:
         problems = pool.problem_of[rows]
         _, inverse, counts = np.unique(problems, return_inverse=True, return_counts=True)
         if self.mode == "sample":
-            # q * K keeps each problem's total sampling mass equal to its candidate count, as before selection.
+            # Draw frequency follows the weight, so q * K gives a problem the K draws per pass its K candidates
+            # had at weight 1 (its share of the source is unchanged) and splits them in proportion to q.
             dm.set_sample_weights(rows, weights * counts[inverse])
             empty = [n for s, n in enumerate(pool.names) if not dm.sampler.drawable()[s]]
             if empty:
@@ -177,16 +207,14 @@ class LARKCallback(pl.Callback):
         else:
             dm.set_loss_weights(rows, weights * self.budget)
 
-    def _log(self, trainer, pool, rows, selected, weights, ce_mean, scores, started: float) -> None:
-        elapsed = time.perf_counter() - started
-        self.seconds += elapsed
+    def _log(self, trainer, pool, rows, selected, weights, ce_mean, scores, diagnostics) -> None:
         chosen = weights > 0
         total = weights.sum()
         metrics = {
-            "lark/seconds": elapsed,
             "lark/rho_mean": float(np.nanmean(scores.rho)),
             "lark/scored": float(len(rows)),
             "lark/loss_selected": float(np.nansum(ce_mean * weights) / max(total, 1e-30)),
+            **diagnostics,
         }
         if (~chosen).any():
             metrics["lark/loss_unselected"] = float(np.nanmean(ce_mean[~chosen]))
@@ -196,13 +224,6 @@ class LARKCallback(pl.Callback):
         teachers = np.array([pool.teachers[int(r)] or "unknown" for r in rows])
         for t in np.unique(teachers):
             metrics[f"lark/selected_share_teacher/{t}"] = float(weights[teachers == t].sum() / max(total, 1e-30))
-        if self.last is not None:
-            common, prev_i, now_i = np.intersect1d(self.last["rows"], rows, return_indices=True)
-            if len(common) >= 3:
-                drop = self.last["L"][prev_i] - ce_mean[now_i]
-                metrics["lark/ghat_vs_loss_drop_spearman"] = spearman(self.last["g_hat"][prev_i], drop)
-                log_drop = np.log(self.last["L"][prev_i]) - np.log(ce_mean[now_i])
-                metrics["lark/rho_vs_log_loss_drop_spearman"] = spearman(self.last["rho"][prev_i], log_drop)
         metrics = {k: v for k, v in metrics.items() if not math.isnan(v)}
         log_metrics(trainer, metrics)
         if trainer.is_global_zero:
@@ -213,18 +234,17 @@ class LARKCallback(pl.Callback):
                     writer.add_histogram("lark/g_hat", finite, global_step=logger_step(trainer))
         self.history.append({"step": trainer.global_step, "scored": len(rows), "selected": len(selected), **metrics})
         log.info(
-            "step %d LARK: scored %d trajectories, kept %d (budget %d, %s/%s), rho %.3f [%.1fs]",
+            "step %d LARK: scored %d trajectories, kept %d (budget %d, %s/%s), rho %.3f",
             trainer.global_step, len(rows), len(selected), self.budget, self.rule, self.mode,
-            metrics["lark/rho_mean"], elapsed,
+            metrics["lark/rho_mean"],
         )  # fmt: skip
 
     # ---- state ---------------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        last = None if self.last is None else {k: torch.from_numpy(np.asarray(v)) for k, v in self.last.items()}
-        return {"history": self.history, "last": last, "last_step": self.last_step, "seconds": self.seconds}
+    def selection_state(self) -> dict:
+        last = None if self.last is None else {k: torch.from_numpy(v) for k, v in self.last.items()}
+        return {"history": self.history, "last": last, "rotation": self.rotation}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_selection_state(self, state: dict) -> None:
         self.history = list(state["history"])
-        self.last = None if state["last"] is None else {k: v.numpy() for k, v in state["last"].items()}
-        self.last_step = int(state["last_step"])
-        self.seconds = float(state["seconds"])
+        self.last = None if state["last"] is None else {k: v.numpy().copy() for k, v in state["last"].items()}
+        self.rotation = int(state.get("rotation", 0))

@@ -3,27 +3,34 @@
 Each optimiser step draws one *global* batch of ``micro_batch_size x world_size x accumulate`` examples:
 
 1. per-source counts from the source weights (multinomial, or systematic for lower variance);
-2. within each source, examples in proportion to their example weights, without replacement until the
-   source's positive-weight examples are exhausted, then a new pass starts (a weighted reshuffle);
+2. within each source, the next examples of the source's current *pass*: a systematic sample in which
+   each example is drawn in proportion to its example weight (floor or ceil of ``M * w_i / W`` times in a
+   pass of ``M`` draws, weight 0 never), spread evenly over the pass (``data/systematic.py``); uniform
+   weights draw every example once per pass. A spent pass starts the next one;
 3. the global batch is shuffled (or grouped by length) and cut into micro-batches; rank r takes micro-batch
    ``a * world_size + r`` for accumulation slot ``a``.
 
 Every rank runs the same draw from the same state, so ranks agree without communicating. The RNG of step s
-is seeded by (seed, s) alone; the only path-dependent state is which examples each source's current pass
-has used, and it lives in ``state_dict``. Weight changes apply to the next draw, i.e. the next optimiser step.
+is seeded by (seed, s) alone; a pass is regenerated from (seed, source, pass index) and the example weights,
+so the only path-dependent state is each source's pass index and position (``state_dict``), never a
+materialised pass. Changing a source's example weights starts a new pass of that source (the old pass was
+built for the old weights). Weight changes apply to the next draw, i.e. the next optimiser step.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from lit_distill.data.sumtree import SumTree
+from lit_distill.data.systematic import systematic_pass
 
+log = logging.getLogger(__name__)
 SOURCE_DRAWS = ("multinomial", "systematic")
+_PASS_STREAM = 0x5A55  # tags the pass RNG, so it never coincides with a step's RNG
 
 
 @dataclass(frozen=True)
@@ -92,12 +99,12 @@ class MixtureSampler:
         n = len(self.sizes)
         self.source_weights = _normalise(source_weights if source_weights is not None else np.ones(n), "weights")
         self.example_weights = [np.ones(s, dtype=np.float64) for s in self.sizes]
-        self.drawn = [np.zeros(s, dtype=bool) for s in self.sizes]
-        self.trees = [SumTree(w) for w in self.example_weights]
         # Examples with positive weight per source, kept up to date by set_example_weights: drawable() runs
         # every step, and summing the whole pool there cost ~5 ms per step at 1e7 examples.
         self._positive = self.sizes.copy()
-        self.passes = np.zeros(n, dtype=np.int64)
+        self.passes = np.zeros(n, dtype=np.int64)  # index of each source's current pass
+        self.position = np.zeros(n, dtype=np.int64)  # draws already taken from it
+        self._pass: list[np.ndarray | None] = [None] * n  # cache, regenerated on demand
         self.history: list[tuple[int, list[float]]] = [(0, self.source_weights.tolist())]
 
     # ---- weights -------------------------------------------------------------------------------------
@@ -110,9 +117,10 @@ class MixtureSampler:
         self.history.append((self.step, weights.tolist()))
 
     def set_example_weights(self, indices: np.ndarray, weights: np.ndarray | float) -> None:
-        """Set the sampling weight of some examples (pool indices); O(k log n).
+        """Set the sampling weight of some examples (pool indices); from the next draw on.
 
-        An example already drawn in its source's current pass keeps weight zero until the next pass.
+        A source whose weights actually change starts a new pass at its next draw; repeated indices: the
+        last write wins.
         """
         indices = np.asarray(indices, dtype=np.int64)
         weights = np.broadcast_to(np.asarray(weights, dtype=np.float64), indices.shape)
@@ -124,17 +132,20 @@ class MixtureSampler:
         for s in np.unique(src):
             sel = src == s
             local = indices[sel] - self.offsets[s]
-            touched = np.unique(local)  # repeated indices: the last write wins, count each example once
-            before = np.count_nonzero(self.example_weights[s][touched] > 0)
-            self.example_weights[s][local] = weights[sel]
-            self._positive[s] += np.count_nonzero(self.example_weights[s][touched] > 0) - before
-            live = ~self.drawn[s][local]
-            self.trees[s].update(local[live], weights[sel][live])
+            current = self.example_weights[s]
+            touched = np.unique(local)  # count each example once
+            before = current[touched].copy()
+            current[local] = weights[sel]
+            if np.array_equal(before, current[touched]):
+                continue  # nothing changed: keep the pass (LARK often re-selects the same candidates)
+            self._positive[s] += np.count_nonzero(current[touched] > 0) - np.count_nonzero(before > 0)
+            self._restart_pass(s)
 
-    def example_weight(self, indices: np.ndarray) -> np.ndarray:
-        indices = np.asarray(indices, dtype=np.int64)
-        src = np.searchsorted(self.offsets, indices, side="right") - 1
-        return np.array([self.example_weights[s][i - self.offsets[s]] for s, i in zip(src, indices, strict=True)])
+    def _restart_pass(self, s: int) -> None:
+        if self.position[s] > 0:
+            self.passes[s] += 1
+        self.position[s] = 0
+        self._pass[s] = None
 
     # ---- drawing -------------------------------------------------------------------------------------
     def drawable(self) -> np.ndarray:
@@ -159,17 +170,27 @@ class MixtureSampler:
         points = (rng.random() + np.arange(g)) / g
         return np.bincount(np.searchsorted(np.cumsum(w), points, side="right").clip(max=len(w) - 1), minlength=len(w))
 
-    def _draw_source(self, s: int, k: int, rng: np.random.Generator) -> np.ndarray:
-        tree = self.trees[s]
+    def _current_pass(self, s: int) -> np.ndarray:
+        order = self._pass[s]
+        if order is None:
+            rng = np.random.default_rng([self.seed, s, int(self.passes[s]), _PASS_STREAM])
+            order = systematic_pass(self.example_weights[s], int(self._positive[s]), rng)
+            self._pass[s] = order
+        return order
+
+    def _draw_source(self, s: int, k: int) -> np.ndarray:
         out = []
         while k > 0:
-            if tree.total <= 0:
-                self.drawn[s][:] = False  # the pass is exhausted: start a new weighted pass
-                tree.reset(self.example_weights[s])
+            # A pass has one draw per positive-weight example (the weights cannot have changed since it began).
+            if self.position[s] >= self._positive[s]:  # spent: start the next one, never rebuild a spent one
                 self.passes[s] += 1
-            got = tree.sample_without_replacement(k, rng)
-            self.drawn[s][got] = True
-            out.append(got)
+                self.position[s] = 0
+                self._pass[s] = None
+            order = self._current_pass(s)
+            start = int(self.position[s])
+            got = order[start : start + k]
+            self.position[s] += len(got)
+            out.append(got.astype(np.int64))
             k -= len(got)
         return np.concatenate(out) + self.offsets[s]
 
@@ -177,7 +198,7 @@ class MixtureSampler:
         """Draw the global batch of the current step and advance to the next step."""
         rng = np.random.default_rng([self.seed, self.step])
         counts = self._source_counts(rng)
-        parts = [self._draw_source(s, int(c), rng) for s, c in enumerate(counts) if c > 0]
+        parts = [self._draw_source(s, int(c)) for s, c in enumerate(counts) if c > 0]
         indices = np.concatenate(parts)
         indices = indices[rng.permutation(len(indices))]
         if self.group_by_length:
@@ -191,14 +212,18 @@ class MixtureSampler:
 
     # ---- state ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything that decides future draws (tensors, so checkpoints load with ``weights_only``)."""
+        """Everything that decides future draws (tensors, so checkpoints load with ``weights_only``).
+
+        Passes are not stored: each is regenerated from (seed, source, pass index) and the example weights,
+        which cannot have changed since the pass began (a change starts a new pass).
+        """
         return {
             "seed": self.seed,
             "step": self.step,
             "source_weights": torch.from_numpy(self.source_weights.copy()),
             "example_weights": [torch.from_numpy(w.copy()) for w in self.example_weights],
-            "drawn": [torch.from_numpy(d.copy()) for d in self.drawn],
             "passes": torch.from_numpy(self.passes.copy()),
+            "position": torch.from_numpy(self.position.copy()),
             "history": [(s, list(w)) for s, w in self.history],
             "sizes": self.sizes.tolist(),
         }
@@ -214,8 +239,21 @@ class MixtureSampler:
         self.source_weights = state["source_weights"].numpy().astype(np.float64)
         self.example_weights = [w.numpy().astype(np.float64) for w in state["example_weights"]]
         self._positive = np.array([np.count_nonzero(w > 0) for w in self.example_weights], dtype=np.int64)
-        self.drawn = [d.numpy().astype(bool) for d in state["drawn"]]
         self.passes = state["passes"].numpy().astype(np.int64)
+        if "position" in state:
+            self.position = state["position"].numpy().astype(np.int64)
+        else:  # written by the earlier without-replacement sampler: its passes cannot be continued
+            log.warning("the checkpoint's sampler state predates systematic passes; every source starts a new pass")
+            self.passes = self.passes + 1
+            self.position = np.zeros(len(self.sizes), dtype=np.int64)
         self.history = [(int(s), list(w)) for s, w in state["history"]]
-        for tree, w, d in zip(self.trees, self.example_weights, self.drawn, strict=True):
-            tree.reset(np.where(d, 0.0, w))
+        self._pass = [None] * len(self.sizes)
+
+    def update_digest(self, digest) -> None:
+        """Feed everything that decides the stream from the next step on into a ``hashlib`` object."""
+        digest.update(np.int64(self.step).tobytes())
+        digest.update(np.ascontiguousarray(self.source_weights).tobytes())
+        digest.update(self.passes.tobytes())
+        digest.update(self.position.tobytes())
+        for weights in self.example_weights:
+            digest.update(np.ascontiguousarray(weights).tobytes())

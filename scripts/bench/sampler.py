@@ -8,13 +8,17 @@ with the demo's global batch (32) by default. For each source count, the sampler
 built first and then measured interleaved (one round = a few draws on every pool size in turn), so machine
 noise hits all sizes alike. Reported per (pool size, sources):
 
-* ``draw_us``: median microseconds per ``draw()`` (one optimiser step's global batch), including the
-  amortised cost of starting a new pass when a source runs out; ``draws_per_sec`` is its inverse;
+* ``draw_us``: median microseconds per ``draw()`` (one optimiser step's global batch) within a pass;
+  ``draws_per_sec`` is its inverse;
+* ``first_draw_s``: the first ``draw()``, which builds the first pass of every source it draws from
+  (a systematic pass costs one O(M log M) sort; the same cost recurs when a pass is spent);
 * ``effective_weights_us``: of which ``effective_source_weights()`` (which sources can still be drawn);
 * ``set_source_weights_us``: one ``set_source_weights`` call (what DMC does every refresh);
 * ``set_example_weights_us``: a sparse update of ``--update-size`` random examples (what LARK does);
-* ``build_s`` and ``memory_mb``: construction time and the memory the sampler holds (tracemalloc, which
-  numpy reports its buffers to), ``bytes_per_example`` the same per example.
+* ``reweight_then_draw_s``: such an update followed by one ``draw()``: a source whose weights change
+  starts a new pass, so this is the real per-refresh cost of a LARK update;
+* ``build_s`` and ``memory_mb``: construction time and the memory the sampler holds after its first draw
+  (tracemalloc, which numpy reports its buffers to), ``bytes_per_example`` the same per example.
 """
 
 from __future__ import annotations
@@ -40,9 +44,12 @@ def build(n: int, sources: int, batch: int):
     t0 = time.perf_counter()
     sampler = MixtureSampler(split(n, sources), global_batch_size=batch, seed=0)
     built = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sampler.draw()  # builds the first passes, which the sampler then holds
+    first = time.perf_counter() - t0
     held, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()  # tracing would slow every later allocation
-    return sampler, built, held
+    return sampler, built, first, held
 
 
 def time_call(fn, reps: int) -> float:
@@ -59,9 +66,15 @@ def bench_sources(sizes: list[int], sources: int, args) -> dict:
     rng = np.random.default_rng(0)
     samplers, rows = {}, {}
     for n in sizes:
-        s, built, held = build(n, sources, args.batch)
+        s, built, first, held = build(n, sources, args.batch)
         samplers[n] = s
-        rows[n] = {"build_s": built, "memory_mb": held / 2**20, "bytes_per_example": held / n, "draw_us": []}
+        rows[n] = {
+            "build_s": built,
+            "first_draw_s": first,
+            "memory_mb": held / 2**20,
+            "bytes_per_example": held / n,
+            "draw_us": [],
+        }
     for s in samplers.values():  # warm-up: first pass bookkeeping, numpy's first-call costs
         for _ in range(3):
             s.draw()
@@ -83,6 +96,12 @@ def bench_sources(sizes: list[int], sources: int, args) -> dict:
         updates = [(rng.choice(n, size=k, replace=False), rng.random(k) + 0.01) for _ in range(args.reps)]
         it2 = iter(updates)
         row["set_example_weights_us"] = time_call(lambda s=s, it=it2: s.set_example_weights(*next(it)), args.reps) * 1e6
+        k = min(args.update_size, n)
+        idx, w = rng.choice(n, size=k, replace=False), rng.random(k) + 0.02
+        t0 = time.perf_counter()
+        s.set_example_weights(idx, w)
+        s.draw()
+        row["reweight_then_draw_s"] = time.perf_counter() - t0
         row["passes_started"] = int(s.passes.sum())
     del samplers
     return {f"{n:.0e}".replace("+0", ""): rows[n] for n in sizes}

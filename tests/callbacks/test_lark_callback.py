@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lit_distill.callbacks.lark import LARKCallback
+from lit_distill.callbacks.lark import LARKCallback, loss_drop_diagnostics
 from lit_distill.scoring.lark import score_pool, select_pool
+from lit_distill.scoring.stats import spearman
 
 from helpers import StopAt, fit_in_process, scalars
 
@@ -86,18 +87,67 @@ def test_loss_mode_weights_the_loss_and_keeps_sampling(pool_dir, tokenizer_dir, 
         assert np.allclose(w, lw[idx])
 
 
-def test_subset_refresh_and_diagnostic(pool_dir, tokenizer_dir, tmp_path):
-    cb = _lark(budget=2, every_n_steps=2, problems_per_refresh=None)
-    fit_in_process(pool_dir, tokenizer_dir, tmp_path / "a", [cb], max_steps=5)
+class RecordingLARK(LARKCallback):
+    """LARK that keeps, per run, the rows it scored and the statistics it stored for them."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.rows, self.snapshots = [], []
+
+    def _rows_to_score(self, pool, at_start):
+        rows = super()._rows_to_score(pool, at_start)
+        self.rows.append(rows)
+        return rows
+
+    def run(self, trainer, pl_module, at_start):
+        super().run(trainer, pl_module, at_start)
+        self.snapshots.append({k: v.copy() for k, v in self.last.items()})
+
+
+def test_loss_drop_diagnostics_on_known_relations():
+    prev = np.array([1.0, 2.0, 3.0, 4.0, np.nan, 5.0])
+    # The drop grows with the previous loss: g-hat that ranks like the loss correlates +1, its reverse -1.
+    now = prev * 0.5
+    d = loss_drop_diagnostics(prev, prev * 10, -prev, now)
+    assert d["lark/ghat_vs_loss_drop_spearman"] == pytest.approx(1.0)
+    assert d["lark/loss_vs_loss_drop_spearman"] == pytest.approx(1.0)
+    now = prev - np.array([4.0, 3.0, 2.0, 1.0, 0.0, 0.5])  # high-g-hat rows dropped least
+    d = loss_drop_diagnostics(prev, prev, prev, now)
+    assert d["lark/ghat_vs_loss_drop_spearman"] == pytest.approx(-1.0)
+    d = loss_drop_diagnostics(prev, prev, -prev, prev - 0.5)  # equal drops: the log drop falls with the loss
+    assert d["lark/rho_vs_log_loss_drop_spearman"] == pytest.approx(1.0)
+    assert loss_drop_diagnostics(prev, prev, prev, np.full(6, np.nan)) == {}  # fewer than 3 rows seen twice
+
+
+def test_diagnostic_pairs_each_rows_earlier_g_hat_with_its_own_loss_drop(pool_dir, tokenizer_dir, tmp_path):
+    cb = RecordingLARK(budget=2, every_n_steps=2, batch_size=16)
+    fit_in_process(pool_dir, tokenizer_dir, tmp_path, [cb], max_steps=5)
     assert [h["step"] for h in cb.history] == [0, 2, 4]
-    assert "lark/ghat_vs_loss_drop_spearman" in cb.history[1]
-    assert -1 <= cb.history[1]["lark/ghat_vs_loss_drop_spearman"] <= 1
-    sub = _lark(every_n_steps=2, problems_per_refresh=5)
-    _, _, dm = fit_in_process(pool_dir, tokenizer_dir, tmp_path / "b", [sub], max_steps=3)
-    assert [h["scored"] for h in sub.history] == [15, 15]  # 5 problems x 3 candidates
+    first, second = cb.snapshots[0], cb.snapshots[1]
+    drop = first["L"] - second["L"]
+    assert np.all(np.isfinite(drop)) and np.any(drop != 0)  # the student trained between the refreshes
+    # (the snapshots are float32, the callback subtracts float64 losses: ranks may differ by a near-tie)
+    assert cb.history[1]["lark/ghat_vs_loss_drop_spearman"] == pytest.approx(spearman(first["g_hat"], drop), abs=1e-3)
+    assert cb.history[1]["lark/loss_vs_loss_drop_spearman"] == pytest.approx(spearman(first["L"], drop), abs=1e-3)
+    shuffled = spearman(np.random.default_rng(0).permutation(first["g_hat"]), drop)
+    assert abs(shuffled - cb.history[1]["lark/ghat_vs_loss_drop_spearman"]) > 1e-2  # pairing rows matters
+    assert "lark/ghat_vs_loss_drop_spearman" not in cb.history[0]  # nothing to compare with at the start
+
+
+def test_start_selects_every_problem_and_the_rotation_covers_all(pool_dir, tokenizer_dir, tmp_path):
+    cb = RecordingLARK(budget=1, every_n_steps=1, problems_per_refresh=5, batch_size=16)
+    _, _, dm = fit_in_process(pool_dir, tokenizer_dir, tmp_path, [cb], max_steps=12)
+    pool = dm.pool
+    problems = np.unique(pool.problem_of)
+    assert np.array_equal(cb.rows[0], np.arange(len(pool)))  # the start-up selection scores every row
     w = np.concatenate(dm.sampler.example_weights)
-    changed = np.unique(dm.pool.problem_of[w != 1.0])
-    assert 5 <= len(changed) <= 10
+    assert np.all(np.bincount(pool.problem_of, weights=w > 0) == 1)  # every problem has its selection
+    chunks = -(-len(problems) // 5)
+    assert len(cb.rows) - 1 >= chunks + 1  # a whole cycle and the start of the next
+    cycle = [np.unique(pool.problem_of[r]) for r in cb.rows[1 : 1 + chunks]]
+    assert all(len(c) <= 5 for c in cycle)
+    assert np.array_equal(np.sort(np.concatenate(cycle)), problems)  # each problem exactly once per cycle
+    assert cb.rotation == len(cb.rows) - 1
 
 
 def test_resume_reproduces_selection_and_stream(pool_dir, tokenizer_dir, tmp_path):
@@ -114,6 +164,22 @@ def test_resume_reproduces_selection_and_stream(pool_dir, tokenizer_dir, tmp_pat
     assert rec.index == rec_full.index[3:]
     assert [h["step"] for h in resumed.history] == [0, 2, 4]
     assert resumed.history[-1]["lark/rho_mean"] == pytest.approx(full.history[-1]["lark/rho_mean"], rel=1e-9)
+
+
+def test_rotation_resumes_where_it_stopped(pool_dir, tokenizer_dir, tmp_path):
+    full = RecordingLARK(budget=1, every_n_steps=1, problems_per_refresh=7, batch_size=16)
+    fit_in_process(pool_dir, tokenizer_dir, tmp_path / "a", [full], max_steps=5)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ck", every_n_train_steps=2, save_top_k=-1)
+    first = RecordingLARK(budget=1, every_n_steps=1, problems_per_refresh=7, batch_size=16)
+    fit_in_process(
+        pool_dir, tokenizer_dir, tmp_path / "b", [first, ckpt, StopAt(2)], max_steps=5, enable_checkpointing=True
+    )
+    resumed = RecordingLARK(budget=1, every_n_steps=1, problems_per_refresh=7, batch_size=16)
+    path = str(tmp_path / "ck" / "epoch=0-step=2.ckpt")
+    fit_in_process(pool_dir, tokenizer_dir, tmp_path / "c", [resumed], max_steps=5, ckpt_path=path)
+    # Refreshes at steps 1, 2 before the checkpoint; the resumed fit goes on with chunks 3 and 4 (steps 3, 4).
+    assert len(full.rows) == 5 and len(resumed.rows) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(full.rows[3:], resumed.rows, strict=True))
 
 
 def test_random_rule_is_a_uniform_baseline(pool_dir, tokenizer_dir, tmp_path):

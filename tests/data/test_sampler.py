@@ -1,4 +1,4 @@
-"""MixtureSampler and SumTree: determinism, exact weight semantics, rank slicing and resumability."""
+"""MixtureSampler and its systematic passes: determinism, weight semantics, rank slicing and resumability."""
 
 from __future__ import annotations
 
@@ -6,30 +6,35 @@ import numpy as np
 import pytest
 
 from lit_distill.data.sampler import MixtureSampler
-from lit_distill.data.sumtree import SumTree
+from lit_distill.data.systematic import systematic_counts, systematic_pass
 
 
-def test_sumtree_find_and_update():
-    tree = SumTree(np.array([1.0, 0.0, 2.0, 3.0, 0.5]))
-    assert tree.total == pytest.approx(6.5)
-    assert tree.find(np.array([0.0, 0.99, 1.0, 2.99, 3.0, 5.99, 6.0])).tolist() == [0, 0, 2, 2, 3, 3, 4]
-    tree.update(np.array([3, 0]), np.array([0.0, 4.0]))
-    assert tree.total == pytest.approx(6.5) and tree.find(np.array([4.5])).tolist() == [2]
-
-
-def test_sumtree_without_replacement_exhausts_exactly():
+def test_systematic_counts_follow_weights_up_to_rounding():
     rng = np.random.default_rng(0)
-    tree = SumTree(np.array([1.0, 0.0, 5.0, 1e-9, 2.0]))
-    got = tree.sample_without_replacement(10, rng)
-    assert sorted(got.tolist()) == [0, 2, 3, 4]  # zero-weight leaf never drawn, each other leaf once
-    assert tree.total == 0.0
+    for _ in range(50):
+        w = rng.exponential(size=rng.integers(1, 300)) * (rng.random() < 0.5 or 1e-9)
+        w[rng.random(len(w)) < 0.3] = 0.0
+        if w.sum() == 0:
+            w[0] = 1.0
+        m = int(rng.integers(1, 1000))
+        counts = systematic_counts(w, m, float(rng.random()))
+        assert counts.sum() == m and np.all(counts >= 0)
+        assert np.all(np.abs(counts - m * w / w.sum()) < 1.0)  # floor or ceil of the exact share
+        assert np.all(counts[w == 0] == 0)
 
 
-def test_sumtree_draw_frequencies_follow_weights():
-    rng = np.random.default_rng(1)
-    w = np.array([1.0, 2.0, 3.0, 4.0])
-    first = np.bincount([SumTree(w).sample_without_replacement(1, rng)[0] for _ in range(20000)], minlength=4)
-    assert np.allclose(first / first.sum(), w / w.sum(), atol=0.015)
+def test_a_pass_spreads_the_copies_of_a_heavy_example():
+    n = 2000
+    w = np.ones(n)
+    w[0] = 500.0  # ~20% of the mass: ~400 of the 2000 draws
+    order = systematic_pass(w, n, np.random.default_rng(3))
+    pos = np.flatnonzero(order == 0)
+    gaps = np.diff(pos)
+    assert len(pos) == pytest.approx(n * 500 / 2499, abs=1)
+    # Evenly spaced (mean gap ~5): a random order would put ~80 copies next to each other.
+    assert np.count_nonzero(gaps == 1) <= 10 and gaps.max() <= 4 * n / len(pos)
+    others = np.bincount(order, minlength=n)[1:]
+    assert set(others.tolist()) == {0, 1} and others.sum() == n - len(pos)  # 0.8 expected draws each
 
 
 def _sampler(**kw):
@@ -73,20 +78,49 @@ def test_source_weights_shape_the_mixture_and_take_effect_next_draw():
     assert s.history[-1] == (1, [0.0, 0.0, 1.0])  # in force from step 1, the next draw
 
 
-def test_example_weights_zero_never_drawn_and_proportional():
+def test_example_weights_zero_never_drawn():
     s = _sampler(source_sizes=[4], source_weights=[1.0], global_batch_size=1)
     s.set_example_weights(np.array([1, 3]), 0.0)
     drawn = [int(s.draw().indices[0]) for _ in range(40)]
     assert set(drawn) == {0, 2}
-    s2 = _sampler(source_sizes=[3], source_weights=[1.0], global_batch_size=1, seed=3)
-    s2.set_example_weights(np.array([0, 1, 2]), np.array([8.0, 1.0, 1.0]))
-    firsts = []
-    for _ in range(3000):  # the first draw of each pass follows the weights
-        plan = s2.draw()
-        if s2.drawn[0].sum() == 1:
-            firsts.append(int(plan.indices[0]))
-    freq = np.bincount(firsts, minlength=3) / len(firsts)
-    assert np.allclose(freq, [0.8, 0.1, 0.1], atol=0.05)
+
+
+def test_draw_counts_over_a_pass_follow_the_example_weights():
+    """Weights 0.9 / 1e-7 / 0.1 per problem: draws 9:0:1 (the old without-replacement passes gave 1:1:1)."""
+    s = _sampler(source_sizes=[3000], source_weights=[1.0], global_batch_size=30)
+    w = np.tile([0.9, 1e-7, 0.1], 1000)
+    s.set_example_weights(np.arange(3000), w)
+    counts = np.zeros(3000)
+    for _ in range(100):  # exactly one pass: M = 3000 positive-weight examples
+        np.add.at(counts, s.draw().indices, 1)
+    assert s.passes.tolist() == [0] and s.position.tolist() == [3000]
+    assert np.all(np.abs(counts - 3000 * w / w.sum()) < 1.0)
+    per_kind = counts.reshape(-1, 3).sum(0)
+    assert abs(per_kind[0] - 2700) <= 30 and per_kind[1] <= 1 and abs(per_kind[2] - 300) <= 30
+    s.set_example_weights(np.arange(1, 3000, 3), 0.0)  # weight 0 is never drawn, over many passes
+    drawn = np.concatenate([s.draw().indices for _ in range(300)])
+    assert not np.any(drawn % 3 == 1)
+
+
+def test_a_weight_change_starts_a_new_pass_and_an_unchanged_one_does_not():
+    s = _sampler(source_sizes=[20, 20], source_weights=[0.5, 0.5], global_batch_size=8)
+    s.draw()
+    passes = s.passes.copy()
+    s.set_example_weights(np.array([0, 1]), 1.0)  # already 1.0: the pass goes on
+    assert np.array_equal(s.passes, passes) and s.position[0] > 0
+    s.set_example_weights(np.array([0, 1]), 2.0)
+    assert s.passes[0] == passes[0] + 1 and s.position[0] == 0 and s.passes[1] == passes[1]
+
+
+def test_systematic_source_draw_gives_counts_within_one_of_the_weights():
+    s = _sampler(source_sizes=[100, 100, 100], global_batch_size=10, source_draw="systematic")
+    m = _sampler(source_sizes=[100, 100, 100], global_batch_size=10)
+    spread = []
+    for _ in range(50):
+        sys_counts = np.bincount(s.draw().indices // 100, minlength=3)
+        assert np.all(np.abs(sys_counts - 10 * np.array([0.5, 0.3, 0.2])) < 1.0)
+        spread.append(np.abs(np.bincount(m.draw().indices // 100, minlength=3) - [5, 3, 2]).max())
+    assert max(spread) >= 2  # the multinomial draw does vary more: the test tells the two apart
 
 
 def test_state_dict_resumes_the_exact_stream():
@@ -98,6 +132,20 @@ def test_state_dict_resumes_the_exact_stream():
     state = a.state_dict()
     expected = [a.draw().indices for _ in range(10)]
     b = _sampler(seed=123)
+    b.load_state_dict(state)
+    assert all(np.array_equal(x, b.draw().indices) for x in expected)
+
+
+def test_resume_mid_pass_with_uneven_weights_and_a_small_state():
+    a = _sampler(source_draw="systematic")
+    a.set_example_weights(np.arange(100), np.random.default_rng(1).exponential(size=100))
+    for _ in range(3):
+        a.draw()
+    assert np.all((a.position > 0) & (a.position < a._positive))  # every source is mid-pass
+    state = a.state_dict()
+    assert set(state) == {"seed", "step", "source_weights", "example_weights", "passes", "position", "history", "sizes"}
+    expected = [a.draw().indices for _ in range(25)]  # crosses pass boundaries
+    b = _sampler(seed=5, source_draw="systematic")  # the seed comes from the state
     b.load_state_dict(state)
     assert all(np.array_equal(x, b.draw().indices) for x in expected)
 
