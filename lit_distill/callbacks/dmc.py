@@ -26,9 +26,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from lit_distill.callbacks.probing import ScoringError, answer_rows, score_rows
+from lit_distill.callbacks.probing import answer_rows, score_rows
 from lit_distill.callbacks.reporting import add_figure, log_metrics, mixture_figure
-from lit_distill.distributed import broadcast_object
+from lit_distill.callbacks.selection import SelectionCallback
 from lit_distill.scoring.dmc import DMCConfig, ProbeItems, compute_dmc, quality
 from lit_distill.scoring.policies import HardSwitchState, MixturePolicyConfig, next_mixture
 
@@ -80,7 +80,7 @@ class DMCProbe:
         }
 
 
-class DMCCallback(pl.Callback):
+class DMCCallback(SelectionCallback):
     """Dynamic DMC-driven dataset mixture (methods.md section 3).
 
     Args:
@@ -104,6 +104,9 @@ class DMCCallback(pl.Callback):
         seed: Seed of the probe draw (which problems are held out).
     """
 
+    metric_prefix = "dmc"
+    label = "DMC scoring"
+
     def __init__(
         self,
         every_n_steps: int = 100,
@@ -121,9 +124,9 @@ class DMCCallback(pl.Callback):
     ) -> None:
         if every_n_steps < 1:
             raise ValueError("every_n_steps must be >= 1")
+        super().__init__(every_n_steps, at_start=True)
         self.config = dmc or DMCConfig()
         self.policy = policy or MixturePolicyConfig()
-        self.every_n_steps = every_n_steps
         self.capability_every = every_n_steps if capability_every_n_steps is None else capability_every_n_steps
         self.probe_size = probe_size
         self.probe_questions = probe_questions
@@ -140,9 +143,6 @@ class DMCCallback(pl.Callback):
         self.capability: dict[str, float] = {}
         self.correct: dict[str, np.ndarray] = {}
         self.capability_step = -1
-        self.last_step = -1
-        self.seconds = 0.0
-        self._fit_started = 0.0
         self.probe: DMCProbe | None = None
 
     # ---- setup ---------------------------------------------------------------------------------------
@@ -169,45 +169,17 @@ class DMCCallback(pl.Callback):
                     "reference answers; use variant C, or give the source an `answer` field"
                 )
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._fit_started = time.perf_counter()
+    # ---- schedule (SelectionCallback) ---------------------------------------------------------------
+    def prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._prepare(trainer.datamodule)
-        if self.history:
-            return  # resumed: the restored weights are already in the sampler's state
-        self._evaluate(trainer, pl_module, apply=self.apply and self.apply_at_start)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self._due(trainer, batch_idx):
-            self._evaluate(trainer, pl_module, apply=self.apply)
-
-    def _due(self, trainer: pl.Trainer, batch_idx: int) -> bool:
-        """Is an evaluation due after this micro-batch? True at every ``every_n_steps``-th optimiser step.
-
-        Only at the end of an optimiser step (this hook fires per micro-batch under accumulation), once per
-        step, and not after the run's last step (its weights would never be drawn). The last step is known
-        for ``max_steps`` and ``max_epochs`` runs (``max_steps`` is -1 in the latter, so a test on it alone
-        never fired there); a ``max_time`` run ends at an unknown step and at most scores once for nothing.
-        """
-        if (batch_idx + 1) % trainer.accumulate_grad_batches != 0:
-            return False
-        step = trainer.global_step
-        if step % self.every_n_steps != 0 or step == self.last_step or trainer.should_stop:
-            return False
-        if trainer.max_steps is not None and 0 <= trainer.max_steps <= step:
-            return False
-        max_epochs = trainer.max_epochs
-        if max_epochs is not None and max_epochs >= 0 and trainer.current_epoch >= max_epochs - 1:
-            batches = trainer.num_training_batches
-            if math.isfinite(batches) and batch_idx + 1 >= batches:
-                return False
-        return True
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_start: bool) -> None:
+        self._evaluate(trainer, pl_module, apply=self.apply and (self.apply_at_start or not at_start))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_fit_end(trainer, pl_module)
         if trainer.is_global_zero and self.history:
             self._write_figure(trainer)
-            if self._fit_started:
-                share = self.seconds / max(time.perf_counter() - self._fit_started, 1e-9)
-                log.info("DMC scoring took %.1f s (%.1f%% of the fit's wall time)", self.seconds, 100 * share)
 
     # ---- one evaluation ------------------------------------------------------------------------------
     def _measure(self, trainer, pl_module) -> dict[str, ProbeItems]:
@@ -227,11 +199,8 @@ class DMCCallback(pl.Callback):
         started = time.perf_counter()
         dm = trainer.datamodule
         names = dm.source_names
-        try:
-            items = self._measure(trainer, pl_module)
-            results = compute_dmc(items, self.probe.quality, self.config)
-        except Exception as e:
-            raise ScoringError(f"DMC scoring failed at step {trainer.global_step}: {e}") from e
+        items = self._measure(trainer, pl_module)  # failures become a ScoringError in SelectionCallback._run
+        results = compute_dmc(items, self.probe.quality, self.config)
         previous = dm.sampler.source_weights.copy()
         weights = previous
         if apply:
@@ -239,12 +208,10 @@ class DMCCallback(pl.Callback):
             se = np.array([results[n].se for n in names])
             # Compute on rank 0 and broadcast, so the ranks' streams can never diverge.
             new, hard = next_mixture(self.policy, previous, scores, se, self.hard_state)
-            weights, self.hard_state = broadcast_object((new, hard), trainer.strategy)
+            weights, self.hard_state = self.decide(trainer, (new, hard))
             dm.set_source_weights(weights)
         step = trainer.global_step
-        self.last_step = step
         elapsed = time.perf_counter() - started
-        self.seconds += elapsed
         self.history.append(
             {
                 "step": step,
@@ -263,7 +230,7 @@ class DMCCallback(pl.Callback):
         if not trainer.is_global_zero:
             return
         names = trainer.datamodule.source_names
-        metrics = {"dmc/seconds": elapsed}
+        metrics = {}
         for n, w in zip(names, weights, strict=True):
             r = results[n]
             metrics.update(
@@ -290,14 +257,12 @@ class DMCCallback(pl.Callback):
         add_figure(trainer, "mixture/stacked", fig, "mixture.png")
 
     # ---- state ---------------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def selection_state(self) -> dict:
         return {
             "history": self.history,
             "hard_state": self.hard_state.state_dict(),
             "correct": {n: torch.from_numpy(c) for n, c in self.correct.items()},
             "capability_step": self.capability_step,
-            "last_step": self.last_step,
-            "seconds": self.seconds,
             **{key: torch.from_numpy(rows) for key, rows in self._probe_state().items()},
         }
 
@@ -312,11 +277,9 @@ class DMCCallback(pl.Callback):
             "probe_held_out": p.held_out,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_selection_state(self, state: dict) -> None:
         self.history = list(state["history"])
         self.hard_state.load_state_dict(state["hard_state"])
         self.correct = {n: c.numpy() for n, c in state["correct"].items()}
         self.capability_step = int(state["capability_step"])
-        self.last_step = int(state["last_step"])
-        self.seconds = float(state["seconds"])
         self._restored_probes = {k: v.numpy() for k, v in state.items() if k.startswith("probe_")}

@@ -8,7 +8,7 @@ import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lit_distill.callbacks.dmc import DMCCallback
-from lit_distill.callbacks.probing import ScoringError
+from lit_distill.callbacks.selection import ScoringError
 from lit_distill.data.sources import SourceConfig
 from lit_distill.scoring.dmc import DMCConfig
 
