@@ -120,7 +120,7 @@ TRAINER_DEFAULTS = {
     "use_distributed_sampler": False,
     # Checkpoint writes are atomic (temporary file beside the target, fsync, rename): a kill mid-write keeps
     # the previous last.ckpt loadable. Setting trainer.plugins replaces this default.
-    "plugins": {"class_path": "lit_distill.checkpoint_io.AtomicCheckpointIO"},
+    "plugins": {"class_path": "lit_distill.checkpoint.AtomicCheckpointIO"},
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
         "init_args": {"save_dir": "runs", "name": "lit-distill"},

@@ -60,7 +60,8 @@ class HFExport(pl.Callback):
             raise RuntimeError(f"HFExport failed on rank 0: {message}")
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, weights) -> Path:
-        from lit_distill.export import module_from_hparams, write_student
+        from lit_distill.export import write_student  # transformers/peft writers: only when exporting
+        from lit_distill.restore import module_from_hparams
 
         directory = Path(self.dirname)
         if not directory.is_absolute():

@@ -29,7 +29,7 @@ from typing import Any
 
 import datasets
 
-from lit_distill.demo.assets import resolve_path
+from lit_distill.paths import resolve_path
 
 ROLES = ("system", "user", "assistant")
 _EXTENSIONS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Literal
 
 import lightning.pytorch as pl
 import torch
 
+from lit_distill.checkpoint.read import load_trained_student
 from lit_distill.data.collate import student_inputs
 from lit_distill.eval.answers import answers_match
 from lit_distill.eval.metrics import AccuracyBySource
+from lit_distill.model.generation import GenerationConfig
 from lit_distill.model.losses import SequenceStats, reduce_loss
 from lit_distill.model.optim import OptimizerConfig, SchedulerConfig, build_optimizer
 from lit_distill.model.sharding import ShardingConfig, data_parallel_mesh, is_fsdp2, shard_fsdp2
@@ -35,21 +37,11 @@ from lit_distill.model.student import (
     eval_mode,
     load_tokenizer,
 )
+from lit_distill.paths import resolve_path
+
+__all__ = ["DistillModule", "GenerationConfig", "NonFiniteLossError"]  # GenerationConfig: its old home
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class GenerationConfig:
-    """Greedy decoding for evaluation.
-
-    Args:
-        max_new_tokens: Generation budget per answer.
-        samples_to_log: Generated answers written to TensorBoard as text at each evaluation.
-    """
-
-    max_new_tokens: int = 256
-    samples_to_log: int = 4
 
 
 def _coerce(cls, value):
@@ -141,9 +133,6 @@ class DistillModule(pl.LightningModule):
                 lm.enable_input_require_grads()
         self.student = Student(lm)
         if self.student_config.init_checkpoint:
-            from lit_distill.demo.assets import resolve_path
-            from lit_distill.export import load_trained_student
-
             step = load_trained_student(self, resolve_path(self.student_config.init_checkpoint))
             log.info("student initialised from %s (step %d)", self.student_config.init_checkpoint, step)
         if self._trainer is not None and is_fsdp2(self.trainer.strategy):

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from lit_distill.callbacks.dmc import DMCProbe
-    from lit_distill.export import load_trained_student
+    from lit_distill.checkpoint import load_trained_student
     from lit_distill.tools.config import build_datamodule, build_module, read_config
 
     config = read_config(args.config)
