@@ -52,14 +52,12 @@ def _cli_class():
     from lit_distill.callbacks.summary import RunSummary
 
     class DistillCLI(LightningCLI):
-        """LightningCLI with the tokenizer linked from the model to the data and our default callbacks."""
+        """LightningCLI with the model's tokenizer injected into the data and our default callbacks."""
 
         def add_arguments_to_parser(self, parser) -> None:
-            parser.link_arguments(
-                ("model.student.tokenizer", "model.student.path"),
-                "data.tokenizer",
-                compute_fn=lambda tokenizer, path: tokenizer or path,
-            )
+            # The model loads the tokenizer; the DataModule is handed that object (loaded once, as litgpt's
+            # DataModule.connect), so data.tokenizer is not a config key of its own.
+            parser.link_arguments("model.tokenizer", "data.tokenizer", apply_on="instantiate")
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
             parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
             parser.add_lightning_class_args(RunSummary, "summary")

@@ -13,6 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from lit_distill.batch import STUDENT_INPUTS, student_inputs  # the layout's home; re-exported here
+
+__all__ = ["STUDENT_INPUTS", "collate_train", "pack", "pad_left", "pad_right", "student_inputs"]
+
 
 def _padded_length(lengths: Sequence[int], multiple_of: int | None) -> int:
     n = max(lengths)
@@ -100,21 +104,6 @@ def pack(
         "sequence_index": torch.from_numpy(seq),
         "num_sequences": len(seqs),
     }
-
-
-STUDENT_INPUTS = (
-    "input_ids",
-    "attention_mask",
-    "response_mask",
-    "position_ids",
-    "sequence_index",
-    "num_sequences",
-)
-
-
-def student_inputs(batch: dict) -> dict:
-    """The keys of a training-format batch that ``Student.forward`` takes."""
-    return {k: batch.get(k) for k in STUDENT_INPUTS}
 
 
 def collate_train(

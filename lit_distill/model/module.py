@@ -20,8 +20,8 @@ from typing import Literal
 import lightning.pytorch as pl
 import torch
 
+from lit_distill.batch import student_inputs
 from lit_distill.checkpoint.read import load_trained_student
-from lit_distill.data.collate import student_inputs
 from lit_distill.eval.answers import answers_match
 from lit_distill.eval.metrics import AccuracyBySource
 from lit_distill.model.generation import GenerationConfig
