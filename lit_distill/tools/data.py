@@ -16,15 +16,13 @@ from pathlib import Path
 
 from lit_distill.data.formatting import FormatError
 from lit_distill.data.sources import SourceError
-from lit_distill.tools.config import build_datamodule, read_config
+from lit_distill.tools.config import ConfigError, load_run
 
 
-def _datamodule_from_config(path: str, overrides: dict):
-    """Build the DistillDataModule a training config describes (same types and checks as the CLI)."""
-    config = read_config(path)
-    if not (config.get("data") or {}).get("sources"):
-        raise SourceError(f"{path}: the config has no data.sources")
-    return build_datamodule(config, **overrides)
+def _datamodule_from_config(path: str, max_length: int | None):
+    """The DistillDataModule a training config describes, read exactly as ``lit-distill fit`` reads it."""
+    overrides = [f"--data.max_length={max_length}"] if max_length is not None else []
+    return load_run(path, overrides).datamodule
 
 
 def _datamodule_from_files(files: list[str], tokenizer: str | None, max_length: int | None):
@@ -65,7 +63,7 @@ def main(argv: list[str]) -> int:
     status = 0
     configs = [p for p in args.inputs if p.endswith((".yaml", ".yml"))]
     files = [p for p in args.inputs if p not in configs]
-    jobs = [(c, lambda c=c: _datamodule_from_config(c, {"max_length": args.max_length})) for c in configs]
+    jobs = [(c, lambda c=c: _datamodule_from_config(c, args.max_length)) for c in configs]
     if files:
         jobs.append((", ".join(files), lambda: _datamodule_from_files(files, args.tokenizer, args.max_length)))
     for name, build in jobs:
@@ -74,7 +72,7 @@ def main(argv: list[str]) -> int:
             dm = build()
             pool = dm.build_pool()
             prompts = dm.build_prompts()
-        except (SourceError, FormatError, ValueError, KeyError, FileNotFoundError, OSError) as e:
+        except (SourceError, FormatError, ConfigError, ValueError, KeyError, FileNotFoundError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             status = 1
             continue

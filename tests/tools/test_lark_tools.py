@@ -193,7 +193,11 @@ def test_bfloat16_forward_is_close_but_not_identical(scores_b1, sharp_model_dir,
 
 
 def test_score_from_training_config_source(scores_b1, sharp_model_dir, pool_file, tmp_path, capsys):
-    cfg = {"data": {"sources": [{"name": "teachers", "path": str(pool_file), "problem_namespace": "numina"}]}}
+    # A training config, read as `fit` reads it (so it names a student, whose tokenizer it loads).
+    cfg = {
+        "model": {"student": {"path": str(sharp_model_dir)}},
+        "data": {"sources": [{"name": "teachers", "path": str(pool_file), "problem_namespace": "numina"}]},
+    }
     config = write_config(cfg, tmp_path / "train.yaml")
     got = _score(capsys, sharp_model_dir, ["--config", str(config), "--source", "teachers"], tmp_path / "c.jsonl")
     assert got == _read(scores_b1)  # same ids (namespace stripped), same numbers: one code path
@@ -278,10 +282,13 @@ def test_select_incomplete_problem_fails_unless_allowed(scores_b1, pool_file, tm
     assert list(counts.values()) == [4, 3, 3, 3]
 
 
-def test_select_from_training_config_source(scores_b1, pool_file, tmp_path, capsys):
+def test_select_from_training_config_source(scores_b1, sharp_model_dir, pool_file, tmp_path, capsys):
     rc, _, err = _select(capsys, scores_b1, ["--data", str(pool_file)], tmp_path / "a.jsonl", "--budget", "2")
     assert rc == 0, err
-    cfg = {"data": {"sources": [{"name": "other", "path": "nowhere.jsonl"}, {"name": "pool", "path": str(pool_file)}]}}
+    cfg = {
+        "model": {"student": {"path": str(sharp_model_dir)}},
+        "data": {"sources": [{"name": "other", "path": "nowhere.jsonl"}, {"name": "pool", "path": str(pool_file)}]},
+    }
     config = write_config(cfg, tmp_path / "train.yaml")
     data = ["--config", str(config), "--source", "pool"]
     rc, _, err = _select(capsys, scores_b1, data, tmp_path / "b.jsonl", "--budget", "2")
