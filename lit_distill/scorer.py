@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lit_distill.data.collate import pad_left
-from lit_distill.distributed import all_reduce_sum, even_shard, world
+from lit_distill.distributed import all_reduce_sum, attached_trainer, even_shard, world
 from lit_distill.eval.answers import answers_match
 
 STAT_COLUMNS = ("ce_sum", "n_tokens", "brier_sum")
@@ -65,7 +65,8 @@ def score_items(
 
 
 def _strategy(module):
-    return module.trainer.strategy if module._trainer is not None else None
+    trainer = attached_trainer(module)
+    return trainer.strategy if trainer is not None else None
 
 
 def score_rows(module, datamodule, rows: np.ndarray, batch_size: int, top_k: int | None = 50) -> np.ndarray:

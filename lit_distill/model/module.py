@@ -22,12 +22,13 @@ import torch
 
 from lit_distill.batch import student_inputs
 from lit_distill.checkpoint.read import load_trained_student
+from lit_distill.distributed import attached_trainer, data_parallel_mesh, is_fsdp2
 from lit_distill.eval.answers import answers_match
 from lit_distill.eval.metrics import AccuracyBySource
 from lit_distill.model.generation import GenerationConfig
 from lit_distill.model.losses import SequenceStats, reduce_loss
 from lit_distill.model.optim import OptimizerConfig, SchedulerConfig, build_optimizer
-from lit_distill.model.sharding import ShardingConfig, data_parallel_mesh, is_fsdp2, shard_fsdp2
+from lit_distill.model.sharding import ShardingConfig, shard_fsdp2
 from lit_distill.model.student import (
     LoraConfig,
     Student,
@@ -135,7 +136,8 @@ class DistillModule(pl.LightningModule):
         if self.student_config.init_checkpoint:
             step = load_trained_student(self, resolve_path(self.student_config.init_checkpoint))
             log.info("student initialised from %s (step %d)", self.student_config.init_checkpoint, step)
-        if self._trainer is not None and is_fsdp2(self.trainer.strategy):
+        trainer = attached_trainer(self)
+        if trainer is not None and is_fsdp2(trainer.strategy):
             shard_fsdp2(self.student, data_parallel_mesh(self), self.sharding)
 
     @property
@@ -177,7 +179,7 @@ class DistillModule(pl.LightningModule):
             # Lightning's logger step (_batches_that_stepped) is restored one too high when the checkpoint was
             # written at the end of a fit (its resume heuristics assume a mid-epoch save), which would shift
             # every curve of a run extended with --ckpt_path last by one step. At the first batch after
-            # (re)start it must equal the optimiser step: set it.
+            # (re)start it must equal the optimiser step: set it (Lightning has no public setter for it).
             self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
             self._logger_step_aligned = True
 
@@ -272,7 +274,7 @@ class DistillModule(pl.LightningModule):
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
-                synced_gpus=self.trainer.world_size > 1 if self._trainer is not None else False,
+                synced_gpus=(attached_trainer(self) is not None and self.trainer.world_size > 1),
             )
         return self.tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=True)
 
