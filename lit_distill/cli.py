@@ -168,6 +168,8 @@ Student-centred reasoning distillation with PyTorch Lightning.
   score lark|dmc      score trajectories (LARK) or sources (static DMC) with a student
   select lark         keep the top-B trajectories of every problem by LARK score
   export              write a checkpoint's student as a save_pretrained directory
+
+How it fits together: docs/architecture.md; the maths as implemented: docs/methods.md.
 """
 
 

@@ -122,7 +122,7 @@ def collate_train(
     """One training micro-batch, padded (default) or packed into rows of ``pack_length`` tokens.
 
     ``global_tokens`` / ``global_examples`` are the response tokens / examples of the whole global batch
-    (all ranks and accumulation slots), so losses can be normalised once per optimiser step (methods.md 4).
+    (all ranks and accumulation slots), so losses can be normalised once per optimiser step (docs/methods.md 4).
     """
     prompt_len = np.asarray(prompt_len)
     lengths = np.array([len(s) for s in seqs])

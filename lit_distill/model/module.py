@@ -2,7 +2,7 @@
 
 * ``configure_model`` builds the student (pretrained or from a config), adds LoRA, and shards it under FSDP2;
 * ``training_step`` computes per-sequence statistics through ``Student.forward`` and reduces them with the
-  batch's per-example loss weights (``weight_mode``, methods.md 1.6);
+  batch's per-example loss weights (``weight_mode``, docs/methods.md 1.6);
 * validation generates greedy answers for the held-out prompts and counts exact answer matches per set;
 * ``score`` is the no-grad, eval-mode statistics pass that DMC and LARK callbacks call on every rank.
 
@@ -64,7 +64,8 @@ class DistillModule(pl.LightningModule):
         scheduler: Warm-up and decay.
         weight_mode: How per-example loss weights are normalised: ``reference`` (within each micro-batch, as
             the LARK reference code; weights cancel at micro-batch 1) or ``paper`` (importance weights over
-            the global batch). With all weights 1, ``paper`` is the exact global-batch mean.
+            the global batch). With all weights 1, ``paper`` is the exact global-batch mean. See
+            docs/methods.md 1.6.
         loss_reduction: ``token`` (mean over response tokens) or ``sequence`` (mean of per-sequence means).
         chunk_size: Response tokens per LM-head chunk (bounds the logits memory).
         generation: Decoding settings for evaluation.

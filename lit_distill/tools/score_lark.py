@@ -46,7 +46,7 @@ from lit_distill.data.sources import SourceConfig, SourceError, load_source
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_LENGTH = 32768  # the reference's --max_length (methods.md 1.7)
+DEFAULT_MAX_LENGTH = 32768  # the reference's --max_length (docs/methods.md 1.7)
 STATUS_SKIPPED = "skipped"
 
 
