@@ -22,7 +22,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,6 +348,3 @@ def check_source_names(names: list[str], known: list[str], what: str) -> None:
     if unknown:
         raise SourceError(f"{what} names source(s) {unknown} that are not in the pool {known}")
 
-
-def default_num_proc() -> int:
-    return max(1, min(8, (os.cpu_count() or 1)))

@@ -9,8 +9,6 @@ logits from ``AutoModelForCausalLM``, CE over the whole vocabulary, top-50 renor
 from __future__ import annotations
 
 import json
-import random
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from lit_distill.demo.generator import DemoSpec, build_pool
 from lit_distill.scoring.lark import select_pool
 from lit_distill.tools import score_lark, select_lark
 
-from helpers import TINY_LLAMA, run_cli, write_config, write_jsonl
+from helpers import TINY_LLAMA, free_port, run_cli, write_config, write_jsonl
 
 MAX_LENGTH = 160  # small enough that one row is truncated and one is skipped (prompt alone too long)
 SYSTEM = "You are a careful solver. Show your steps."
@@ -205,25 +203,12 @@ def test_score_from_training_config_source(scores_b1, sharp_model_dir, pool_file
     assert rc == 1 and "'nope'" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    rng = random.Random()
-    for _ in range(100):
-        port = rng.randint(20000, 32000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32000")
-
-
 @pytest.mark.multiprocess
 def test_two_processes_equal_one(scores_b1, sharp_model_dir, pool_file, tmp_path):
     out = tmp_path / "ddp.jsonl"
     args = ["score", "lark", "--model", sharp_model_dir, "--data", str(pool_file), "--output", str(out)]
     args += ["--max-length", str(MAX_LENGTH), "--devices", "2", "--accelerator", "cpu"]
-    result = run_cli(args, timeout=240, env={"MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1"})
+    result = run_cli(args, timeout=240, env={"MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("wrote ") == 1  # only rank 0 writes
     # 13 rows scored by 2 ranks: one padded duplicate, never written; every row exactly once, in order.
