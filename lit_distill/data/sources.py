@@ -347,4 +347,3 @@ def check_source_names(names: list[str], known: list[str], what: str) -> None:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise SourceError(f"{what} names source(s) {unknown} that are not in the pool {known}")
-
