@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from lit_distill.batch import student_inputs
 from lit_distill.data.collate import collate_train
