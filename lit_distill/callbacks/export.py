@@ -15,6 +15,8 @@ import lightning.pytorch as pl
 
 from lit_distill.callbacks.reporting import run_dir
 from lit_distill.distributed import full_state_dict
+from lit_distill.export import write_student
+from lit_distill.restore import module_from_hparams
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,6 @@ class HFExport(pl.Callback):
             raise RuntimeError(f"HFExport failed on rank 0: {message}")
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, weights) -> Path:
-        from lit_distill.export import write_student  # transformers/peft writers: only when exporting
-        from lit_distill.restore import module_from_hparams
-
         directory = Path(self.dirname)
         if not directory.is_absolute():
             directory = Path(run_dir(trainer) or ".") / directory
