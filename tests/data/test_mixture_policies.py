@@ -58,3 +58,25 @@ def test_size_based_policies(unequal_sources, tokenizer_dir, mixture, want):
     # 480 draws: the standard error of a share is <= 0.023, so 0.08 is > 3 se yet far from the other policies.
     drawn = _drawn_shares(dm, 60)
     assert drawn == pytest.approx(want, abs=0.08)
+
+
+def test_systematic_source_draw_keeps_every_step_within_one_of_its_share(unequal_sources, tokenizer_dir):
+    """``source_draw: systematic``: each step's count of a source is floor or ceil of weight x batch (6.4 and 1.6
+    here); the i.i.d. multinomial draw strays outside that within a few steps."""
+    counts = {}
+    for draw in ("systematic", "multinomial"):
+        dm = DistillDataModule(
+            unequal_sources,
+            tokenizer=str(tokenizer_dir),
+            micro_batch_size=8,
+            max_length=1024,
+            mixture=MixtureConfig(policy="uniform", source_draw=draw),
+            steps_per_epoch=30,
+            seed=1,
+        )
+        dm.setup("fit")
+        tickets = iter(dm.train_dataloader())
+        per_step = [dm.on_before_batch_transfer(next(tickets), 0)["source"].tolist() for _ in range(30)]
+        counts[draw] = {step.count(0) for step in per_step}
+    assert counts["systematic"] <= {6, 7}
+    assert not counts["multinomial"] <= {6, 7}
