@@ -17,6 +17,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path, PurePath
 from typing import Literal
 
 import lightning.pytorch as pl
@@ -117,7 +118,7 @@ class DistillDataModule(pl.LightningDataModule):
         self,
         sources: list[SourceConfig],
         eval_sources: list[SourceConfig] | None = None,
-        tokenizer: str | PreTrainedTokenizerBase | None = None,
+        tokenizer: str | Path | PreTrainedTokenizerBase | None = None,
         micro_batch_size: int = 8,
         eval_batch_size: int = 32,
         max_length: int = 2048,
@@ -137,7 +138,9 @@ class DistillDataModule(pl.LightningDataModule):
             raise ValueError("the pool needs at least one source")
         self.source_configs = list(sources)
         self.eval_configs = list(eval_sources or [])
-        self.tokenizer_path = tokenizer if isinstance(tokenizer, str) else None
+        # Not os.PathLike: that ABC checks for __fspath__, which tokenizers answer through their __getattr__.
+        is_path = isinstance(tokenizer, str | PurePath)
+        self.tokenizer_path = str(tokenizer) if is_path else None
         self.micro_batch_size = micro_batch_size
         self.eval_batch_size = eval_batch_size
         self.max_length = max_length
@@ -151,7 +154,7 @@ class DistillDataModule(pl.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.num_proc = num_proc
-        self.tokenizer = None if isinstance(tokenizer, str) else tokenizer
+        self.tokenizer = None if is_path else tokenizer  # an object: injected by the CLI (the model's own)
         self.pool: Pool | None = None
         self.prompts: PromptSet | None = None
         self.sampler: MixtureSampler | None = None

@@ -36,9 +36,9 @@ from lit_distill.model.student import (
     apply_lora,
     build_causal_lm,
     eval_mode,
-    load_tokenizer,
 )
 from lit_distill.paths import resolve_path
+from lit_distill.tokenizer import load_tokenizer
 
 __all__ = ["DistillModule", "GenerationConfig", "NonFiniteLossError"]  # GenerationConfig: its old home
 
