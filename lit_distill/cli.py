@@ -53,14 +53,12 @@ def _cli_class():
     from lit_distill.callbacks.summary import RunSummary
 
     class DistillCLI(LightningCLI):
-        """LightningCLI with the tokenizer linked from the model to the data and our default callbacks."""
+        """LightningCLI with the model's tokenizer injected into the data and our default callbacks."""
 
         def add_arguments_to_parser(self, parser) -> None:
-            parser.link_arguments(
-                ("model.student.tokenizer", "model.student.path"),
-                "data.tokenizer",
-                compute_fn=lambda tokenizer, path: tokenizer or path,
-            )
+            # The model loads the tokenizer; the DataModule is handed that object (loaded once, as litgpt's
+            # DataModule.connect), so data.tokenizer is not a config key of its own.
+            parser.link_arguments("model.tokenizer", "data.tokenizer", apply_on="instantiate")
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
             parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
             parser.add_lightning_class_args(RunSummary, "summary")
@@ -127,7 +125,7 @@ TRAINER_DEFAULTS = {
     "use_distributed_sampler": False,
     # Checkpoint writes are atomic (temporary file beside the target, fsync, rename): a kill mid-write keeps
     # the previous last.ckpt loadable. Setting trainer.plugins replaces this default.
-    "plugins": {"class_path": "lit_distill.checkpoint_io.AtomicCheckpointIO"},
+    "plugins": {"class_path": "lit_distill.checkpoint.AtomicCheckpointIO"},
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
         "init_args": {"save_dir": "runs", "name": "lit-distill"},
@@ -180,6 +178,8 @@ Student-centred reasoning distillation with PyTorch Lightning.
   select lark         keep the top-B trajectories of every problem by LARK score
   export              write a checkpoint's student as a save_pretrained directory
   compare             run arms x seeds through fit and report paired differences with CIs
+
+How it fits together: docs/architecture.md; the maths as implemented: docs/methods.md.
 """
 
 

@@ -64,6 +64,11 @@ def tiny_config(pool_dir, tokenizer_dir, tmp_path, **over) -> dict:
             "mixture": {"policy": "balanced"},
         },
     }
+    return set_dotted(cfg, over)
+
+
+def set_dotted(cfg: dict, over: dict) -> dict:
+    """Set ``{"trainer.max_steps": 6, ...}`` keys in a nested config dict (in place); returns it."""
     for dotted, value in over.items():
         node = cfg
         *parents, leaf = dotted.split(".")
@@ -76,6 +81,38 @@ def tiny_config(pool_dir, tokenizer_dir, tmp_path, **over) -> dict:
 def callback(name: str, **init_args) -> dict:
     """The YAML form of an opt-in callback key (``dmc``, ``lark``, ``consistency``)."""
     return {"class_path": f"lit_distill.callbacks.{name}", "init_args": init_args}
+
+
+def selection_callbacks(
+    *,
+    dmc_every: int = 2,
+    lark_every: int = 3,
+    probe_size: int = 6,
+    probe_questions: int = 3,
+    dmc_batch_size: int = 8,
+    max_new_tokens: int = 4,
+    problems_per_refresh: int = 8,
+    lark_batch_size: int = 8,
+) -> dict:
+    """The ``dmc``, ``lark`` and ``consistency`` config blocks of a tiny run with every selection callback on."""
+    return {
+        "dmc": callback(
+            "dmc.DMCCallback",
+            every_n_steps=dmc_every,
+            probe_size=probe_size,
+            probe_questions=probe_questions,
+            batch_size=dmc_batch_size,
+            max_new_tokens=max_new_tokens,
+        ),
+        "lark": callback(
+            "lark.LARKCallback",
+            budget=2,
+            every_n_steps=lark_every,
+            problems_per_refresh=problems_per_refresh,
+            batch_size=lark_batch_size,
+        ),
+        "consistency": callback("consistency.StreamConsistency", every_n_steps=1),
+    }
 
 
 def write_config(cfg: dict, path) -> Path:

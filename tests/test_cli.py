@@ -56,4 +56,4 @@ def test_data_command_reports_and_fails_clearly(pool_dir, tokenizer_dir, tmp_pat
     bad = write_jsonl(tmp_path / "bad.jsonl", ['{"prompt": "Q", "response": "A"}', "{oops"])
     out = run_cli(["data", str(bad), "--tokenizer", tokenizer_dir])
     assert out.returncode == 1
-    assert "bad.jsonl" in out.stderr and "row 1" in out.stderr
+    assert "bad.jsonl" in out.stderr and "line 2" in out.stderr  # 1-based file lines

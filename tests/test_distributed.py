@@ -11,25 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, callback, run_distributed, scalars, tiny_config, write_config
+from helpers import REPO, run_distributed, scalars, selection_callbacks, set_dotted, tiny_config, write_config
 
 pytestmark = pytest.mark.multiprocess
 
 
 def _config(pool_dir, tokenizer_dir, tmp_path, **over) -> Path:
     cfg = tiny_config(pool_dir, tokenizer_dir, tmp_path, **{"trainer.max_steps": 6, "trainer.val_check_interval": 6})
-    cfg["dmc"] = callback(
-        "dmc.DMCCallback", every_n_steps=2, probe_size=6, probe_questions=3, batch_size=4, max_new_tokens=6
-    )
-    cfg["lark"] = callback("lark.LARKCallback", budget=2, every_n_steps=3, problems_per_refresh=8, batch_size=8)
-    cfg["consistency"] = callback("consistency.StreamConsistency", every_n_steps=1)
-    for dotted, value in over.items():
-        node = cfg
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return write_config(cfg, tmp_path / "dist.yaml")
+    cfg.update(selection_callbacks(dmc_batch_size=4, max_new_tokens=6))
+    return write_config(set_dotted(cfg, over), tmp_path / "dist.yaml")
 
 
 def _hash_checks(run: Path) -> list[dict]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, callback, run_cli, run_distributed, scalars, tiny_config, write_config
+from helpers import REPO, run_cli, run_distributed, scalars, selection_callbacks, tiny_config, write_config
 
 pytestmark = [
     pytest.mark.cuda,
@@ -36,11 +36,7 @@ def _fit(pool_dir, tokenizer_dir, tmp_path, strategy: str, *extra: str, selectio
         pool_dir, tokenizer_dir, tmp_path, **{"trainer.max_steps": STEPS, "trainer.val_check_interval": STEPS}
     )
     if selection:  # the data-selection callbacks score through the sharded model on every rank
-        cfg["dmc"] = callback(
-            "dmc.DMCCallback", every_n_steps=4, probe_size=8, probe_questions=4, batch_size=8, max_new_tokens=8
-        )
-        cfg["lark"] = callback("lark.LARKCallback", budget=2, every_n_steps=6, problems_per_refresh=8, batch_size=8)
-        cfg["consistency"] = callback("consistency.StreamConsistency", every_n_steps=1)
+        cfg.update(selection_callbacks(dmc_every=4, lark_every=6, probe_size=8, probe_questions=4, max_new_tokens=8))
     args = ["fit", "--config", str(write_config(cfg, tmp_path / "gpu.yaml")), "--config", str(REPO / strategy)]
     args += ["--trainer.accelerator", "gpu", "--trainer.devices", str(_devices()), *extra]
     out = run_distributed(args, timeout=600)

@@ -14,7 +14,9 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 from lit_distill.callbacks.reporting import run_dir
-from lit_distill.model.sharding import is_fsdp2
+from lit_distill.distributed import full_state_dict
+from lit_distill.export import write_student
+from lit_distill.restore import module_from_hparams
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +37,8 @@ class HFExport(pl.Callback):
         self.output: Path | None = None
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        student = pl_module.student
-        weights = None
-        if is_fsdp2(trainer.strategy):
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-            # A collective: every rank gathers, only rank 0 keeps the (CPU) result.
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            weights = get_model_state_dict(student, options=options)
-        elif trainer.is_global_zero:
-            weights = student.state_dict()  # DDP or one device: rank 0 already holds every weight
+        # A collective under FSDP2: every rank gathers, only rank 0 keeps the (CPU) result.
+        weights = full_state_dict(pl_module.student, trainer.strategy, trainer.is_global_zero)
         error: Exception | None = None
         if trainer.is_global_zero:
             try:
@@ -60,8 +54,6 @@ class HFExport(pl.Callback):
             raise RuntimeError(f"HFExport failed on rank 0: {message}")
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, weights) -> Path:
-        from lit_distill.export import module_from_hparams, write_student
-
         directory = Path(self.dirname)
         if not directory.is_absolute():
             directory = Path(run_dir(trainer) or ".") / directory

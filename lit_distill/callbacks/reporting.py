@@ -41,6 +41,8 @@ def run_dir(trainer) -> str | None:
 def logger_step(trainer) -> int:
     """The x-axis value Lightning itself uses for metrics logged now (steps already taken before this one),
     so callback metrics line up with ``train/*`` and ``val/*``."""
+    # No public API: this is the counter LightningModule.log itself writes with; global_step can differ from
+    # it (see DistillModule.on_train_batch_start).
     return int(getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step))
 
 

@@ -13,6 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from lit_distill.batch import STUDENT_INPUTS, student_inputs  # the layout's home; re-exported here
+
+__all__ = ["STUDENT_INPUTS", "collate_train", "pack", "pad_left", "pad_right", "student_inputs"]
+
 
 def _padded_length(lengths: Sequence[int], multiple_of: int | None) -> int:
     n = max(lengths)
@@ -102,21 +106,6 @@ def pack(
     }
 
 
-STUDENT_INPUTS = (
-    "input_ids",
-    "attention_mask",
-    "response_mask",
-    "position_ids",
-    "sequence_index",
-    "num_sequences",
-)
-
-
-def student_inputs(batch: dict) -> dict:
-    """The keys of a training-format batch that ``Student.forward`` takes."""
-    return {k: batch.get(k) for k in STUDENT_INPUTS}
-
-
 def collate_train(
     seqs: Sequence[np.ndarray],
     prompt_len: np.ndarray,
@@ -133,7 +122,7 @@ def collate_train(
     """One training micro-batch, padded (default) or packed into rows of ``pack_length`` tokens.
 
     ``global_tokens`` / ``global_examples`` are the response tokens / examples of the whole global batch
-    (all ranks and accumulation slots), so losses can be normalised once per optimiser step (methods.md 4).
+    (all ranks and accumulation slots), so losses can be normalised once per optimiser step (docs/methods.md 4).
     """
     prompt_len = np.asarray(prompt_len)
     lengths = np.array([len(s) for s in seqs])

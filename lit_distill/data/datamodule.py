@@ -17,12 +17,14 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path, PurePath
 from typing import Literal
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from transformers import PreTrainedTokenizerBase
 
 from lit_distill.data.collate import collate_train
 from lit_distill.data.evalset import PromptCollator, PromptSet, ShardedPrompts
@@ -31,8 +33,8 @@ from lit_distill.data.pool import Pool, with_quality
 from lit_distill.data.sampler import BatchPlan, MixtureSampler
 from lit_distill.data.sources import SourceConfig, check_source_names, load_source
 from lit_distill.distributed import even_shard
-from lit_distill.model.student import load_tokenizer
 from lit_distill.scoring import policies
+from lit_distill.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ class DistillDataModule(pl.LightningDataModule):
     Args:
         sources: Training sources (see ``SourceConfig``).
         eval_sources: Held-out prompt sets with reference answers for generation-based evaluation.
-        tokenizer: Tokenizer path or hub id (linked from the model's by the CLI).
+        tokenizer: The tokenizer, or its path or hub id. The CLI injects the model's own tokenizer (loaded once).
         micro_batch_size: Examples per rank per forward pass.
         eval_batch_size: Prompts per rank per generation batch.
         max_length: Maximum tokens per trajectory.
@@ -116,7 +118,7 @@ class DistillDataModule(pl.LightningDataModule):
         self,
         sources: list[SourceConfig],
         eval_sources: list[SourceConfig] | None = None,
-        tokenizer: str | None = None,
+        tokenizer: str | Path | PreTrainedTokenizerBase | None = None,
         micro_batch_size: int = 8,
         eval_batch_size: int = 32,
         max_length: int = 2048,
@@ -136,7 +138,9 @@ class DistillDataModule(pl.LightningDataModule):
             raise ValueError("the pool needs at least one source")
         self.source_configs = list(sources)
         self.eval_configs = list(eval_sources or [])
-        self.tokenizer_path = tokenizer
+        # Not os.PathLike: that ABC checks for __fspath__, which tokenizers answer through their __getattr__.
+        is_path = isinstance(tokenizer, str | PurePath)
+        self.tokenizer_path = str(tokenizer) if is_path else None
         self.micro_batch_size = micro_batch_size
         self.eval_batch_size = eval_batch_size
         self.max_length = max_length
@@ -150,7 +154,7 @@ class DistillDataModule(pl.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.num_proc = num_proc
-        self.tokenizer = None
+        self.tokenizer = None if is_path else tokenizer  # an object: injected by the CLI (the model's own)
         self.pool: Pool | None = None
         self.prompts: PromptSet | None = None
         self.sampler: MixtureSampler | None = None

@@ -49,8 +49,8 @@ from lit_distill.data import checks, rows
 from lit_distill.data.checks import check_problem_questions
 from lit_distill.data.readers import EXTENSIONS, SourceError, column_names, iter_rows, unit
 from lit_distill.data.rows import prompt_key
-from lit_distill.demo.assets import resolve_path
 from lit_distill.eval.answers import extract_answer
+from lit_distill.paths import resolve_path
 
 __all__ = [
     "SourceConfig",
@@ -491,7 +491,3 @@ def check_source_names(names: list[str], known: list[str], what: str) -> None:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise SourceError(f"{what} names source(s) {unknown} that are not in the pool {known}")
-
-
-def default_num_proc() -> int:
-    return max(1, min(8, (os.cpu_count() or 1)))

@@ -2,7 +2,7 @@
 
 * ``configure_model`` builds the student (pretrained or from a config), adds LoRA, and shards it under FSDP2;
 * ``training_step`` computes per-sequence statistics through ``Student.forward`` and reduces them with the
-  batch's per-example loss weights (``weight_mode``, methods.md 1.6);
+  batch's per-example loss weights (``weight_mode``, docs/methods.md 1.6);
 * validation generates greedy answers for the held-out prompts and counts exact answer matches per set;
 * ``score`` is the no-grad, eval-mode statistics pass that DMC and LARK callbacks call on every rank.
 
@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Literal
 
 import lightning.pytorch as pl
 import torch
 
-from lit_distill.data.collate import student_inputs
+from lit_distill.batch import student_inputs
+from lit_distill.checkpoint.read import load_trained_student
+from lit_distill.distributed import attached_trainer, data_parallel_mesh, is_fsdp2
 from lit_distill.eval.answers import answers_match
 from lit_distill.eval.metrics import AccuracyBySource
+from lit_distill.model.generation import GenerationConfig
 from lit_distill.model.losses import SequenceStats, reduce_loss
 from lit_distill.model.optim import OptimizerConfig, SchedulerConfig, build_optimizer
-from lit_distill.model.sharding import ShardingConfig, data_parallel_mesh, is_fsdp2, shard_fsdp2
+from lit_distill.model.sharding import ShardingConfig, shard_fsdp2
 from lit_distill.model.student import (
     LoraConfig,
     Student,
@@ -33,23 +36,13 @@ from lit_distill.model.student import (
     apply_lora,
     build_causal_lm,
     eval_mode,
-    load_tokenizer,
 )
+from lit_distill.paths import resolve_path
+from lit_distill.tokenizer import load_tokenizer
+
+__all__ = ["DistillModule", "GenerationConfig", "NonFiniteLossError"]  # GenerationConfig: its old home
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class GenerationConfig:
-    """Greedy decoding for evaluation.
-
-    Args:
-        max_new_tokens: Generation budget per answer.
-        samples_to_log: Generated answers written to TensorBoard as text at each evaluation.
-    """
-
-    max_new_tokens: int = 256
-    samples_to_log: int = 4
 
 
 def _coerce(cls, value):
@@ -71,7 +64,8 @@ class DistillModule(pl.LightningModule):
         scheduler: Warm-up and decay.
         weight_mode: How per-example loss weights are normalised: ``reference`` (within each micro-batch, as
             the LARK reference code; weights cancel at micro-batch 1) or ``paper`` (importance weights over
-            the global batch). With all weights 1, ``paper`` is the exact global-batch mean.
+            the global batch). With all weights 1, ``paper`` is the exact global-batch mean. See
+            docs/methods.md 1.6.
         loss_reduction: ``token`` (mean over response tokens) or ``sequence`` (mean of per-sequence means).
         chunk_size: Response tokens per LM-head chunk (bounds the logits memory).
         generation: Decoding settings for evaluation.
@@ -141,12 +135,10 @@ class DistillModule(pl.LightningModule):
                 lm.enable_input_require_grads()
         self.student = Student(lm)
         if self.student_config.init_checkpoint:
-            from lit_distill.demo.assets import resolve_path
-            from lit_distill.export import load_trained_student
-
             step = load_trained_student(self, resolve_path(self.student_config.init_checkpoint))
             log.info("student initialised from %s (step %d)", self.student_config.init_checkpoint, step)
-        if self._trainer is not None and is_fsdp2(self.trainer.strategy):
+        trainer = attached_trainer(self)
+        if trainer is not None and is_fsdp2(trainer.strategy):
             shard_fsdp2(self.student, data_parallel_mesh(self), self.sharding)
 
     @property
@@ -188,7 +180,7 @@ class DistillModule(pl.LightningModule):
             # Lightning's logger step (_batches_that_stepped) is restored one too high when the checkpoint was
             # written at the end of a fit (its resume heuristics assume a mid-epoch save), which would shift
             # every curve of a run extended with --ckpt_path last by one step. At the first batch after
-            # (re)start it must equal the optimiser step: set it.
+            # (re)start it must equal the optimiser step: set it (Lightning has no public setter for it).
             self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
             self._logger_step_aligned = True
 
@@ -283,7 +275,7 @@ class DistillModule(pl.LightningModule):
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
-                synced_gpus=self.trainer.world_size > 1 if self._trainer is not None else False,
+                synced_gpus=(attached_trainer(self) is not None and self.trainer.world_size > 1),
             )
         return self.tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=True)
 

@@ -5,6 +5,9 @@
   unshards the root parameters (embeddings, final norm, LM head) for its duration.
 * DDP and single-device runs need nothing here.
 
+Only how the student is cut lives here; strategies, ranks, collectives and the questions about a sharded
+model (``is_fsdp2``, ``data_parallel_mesh``, gathering a full state dict) are ``lit_distill/distributed.py``.
+
 Decoder layers are found through transformers' ``_no_split_modules``, the same list HF uses for FSDP.
 """
 
@@ -13,10 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 from torch import nn
 
+from lit_distill.distributed import data_parallel_mesh, is_fsdp2  # re-exported: their old home
 from lit_distill.model.student import DTYPES, Student
+
+__all__ = ["ShardingConfig", "data_parallel_mesh", "decoder_layer_classes", "is_fsdp2", "shard_fsdp2"]
 
 
 @dataclass
@@ -57,14 +62,3 @@ def shard_fsdp2(student: Student, mesh, cfg: ShardingConfig) -> None:
             fully_shard(module, mesh=mesh, mp_policy=mp, reshard_after_forward=cfg.reshard_after_forward)
     fully_shard(student, mesh=mesh, mp_policy=mp, reshard_after_forward=cfg.reshard_after_forward)
     register_fsdp_forward_method(student, "generate")
-
-
-def is_fsdp2(strategy) -> bool:
-    from lightning.pytorch.strategies import ModelParallelStrategy
-
-    return isinstance(strategy, ModelParallelStrategy)
-
-
-def data_parallel_mesh(module) -> torch.distributed.DeviceMesh:
-    mesh = module.device_mesh
-    return mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh

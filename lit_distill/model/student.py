@@ -19,10 +19,21 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from lit_distill.demo.assets import resolve_path
 from lit_distill.model.losses import SequenceStats, sequence_statistics
+from lit_distill.paths import resolve_path
+from lit_distill.tokenizer import load_tokenizer  # re-exported: its old home
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+__all__ = [
+    "DTYPES",
+    "LoraConfig",
+    "Student",
+    "StudentConfig",
+    "apply_lora",
+    "build_causal_lm",
+    "eval_mode",
+    "load_tokenizer",
+]
 LLAMA_LIKE_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -83,16 +94,6 @@ class LoraConfig:
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: list(LLAMA_LIKE_TARGETS))
     modules_to_save: list[str] | None = None
-
-
-def load_tokenizer(path: str):
-    """Load a tokenizer (``demo://`` paths resolved); use EOS as padding when it has no pad token."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(resolve_path(path))
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
 
 
 def build_causal_lm(cfg: StudentConfig, vocab_size: int | None = None) -> nn.Module:

@@ -22,26 +22,31 @@ from pathlib import Path
 
 from lit_distill.data.formatting import FormatError
 from lit_distill.data.sources import SourceConfig, SourceError, describe_source
-from lit_distill.tools.config import build_datamodule, read_config
+from lit_distill.tools.config import ConfigError, load_run
 
-_ERRORS = (SourceError, FormatError, ValueError, KeyError, OSError, argparse.ArgumentError)
+_ERRORS = (SourceError, FormatError, ConfigError, ValueError, KeyError, OSError, argparse.ArgumentError)
 
 
 def _datamodule_from_config(path: str, overrides: dict):
-    """Build the DistillDataModule a training config describes (same types and checks as the CLI)."""
+    """The DistillDataModule a training config describes, read exactly as ``lit-distill fit`` reads it."""
+    if not Path(path).is_file():
+        raise SourceError(f"{path}: no such config file")
+    args = []
+    if overrides.get("max_length") is not None:
+        args.append(f"--data.max_length={overrides['max_length']}")
+    if overrides.get("tokenizer"):
+        args.append(f"--model.student.tokenizer={overrides['tokenizer']}")
     try:
-        config = read_config(path)
-    except FileNotFoundError:
-        raise SourceError(f"{path}: no such config file") from None
-    except Exception as e:  # yaml's errors carry the line
-        raise SourceError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
-    if not (config.get("data") or {}).get("sources"):
+        run = load_run(path, args)
+    except ConfigError as e:  # jsonargparse: an unknown key, a wrong type, bad YAML
+        message = " ".join(str(e).split("\n")[0].split())
+        raise SourceError(f"{message}{_did_you_mean(str(e))}") from None
+    dm = run.datamodule
+    if not dm.source_configs:
         raise SourceError(f"{path}: the config has no data.sources")
-    try:
-        dm = build_datamodule(config, **overrides)
-    except argparse.ArgumentError as e:  # jsonargparse: an unknown key, a wrong type
-        raise SourceError(f"{path}: {str(e).splitlines()[0]}{_did_you_mean(str(e))}") from None
-    dm.dmc_probe_args = _dmc_probe_args(config)
+    dmc = run.callbacks.get("dmc")
+    # The split the DMC callback will hold out at fit start, from its own (configured) settings.
+    dm.dmc_probe_args = {k: getattr(dmc, k) for k in ("probe_size", "probe_questions", "seed")} if dmc else None
     return dm
 
 
@@ -58,20 +63,6 @@ def _did_you_mean(message: str) -> str:
     known = list(inspect.signature(DistillDataModule.__init__).parameters)[1:]
     close = difflib.get_close_matches(match.group(1), known, n=1)
     return f" (did you mean 'data.{close[0]}'?)" if close else ""
-
-
-def _dmc_probe_args(config: dict) -> dict | None:
-    """(probe_size, probe_questions, seed) of the config's DMC callback, defaults filled in; None without one."""
-    import inspect
-
-    from lit_distill.callbacks.dmc import DMCCallback
-
-    dmc = config.get("dmc")
-    if not dmc:
-        return None
-    given = dmc.get("init_args") or {}
-    params = inspect.signature(DMCCallback).parameters
-    return {k: given.get(k, params[k].default) for k in ("probe_size", "probe_questions", "seed")}
 
 
 def _hold_out_probes(pool, args: dict | None) -> None:

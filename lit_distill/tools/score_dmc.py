@@ -4,60 +4,92 @@
     lit-distill score dmc --config configs/demo.yaml --ckpt runs/demo/version_0/checkpoints/last.ckpt \\
         --output dmc.json
 
-Measures each source's probe exactly as the DMC callback does during training (difficulty and learnability
-by a forward pass, capability by greedy generation, quality from the reference answers), prints a table
-sorted by DMC and writes JSON with the components and the value of every variant (A-E), for static data
-selection (the paper's first use) and for checking which variant predicts post-training accuracy.
+The config is read exactly as ``lit-distill fit`` reads it (several ``--config`` files compose; extra
+``--override KEY=VALUE`` arguments work like ``fit``'s ``--KEY=VALUE``), and the measurement is the configured
+``DMCCallback``'s own: its probe size, questions, seed, batch size, Brier top-K, generation budget and DMC
+constants (a config without a ``dmc`` key uses the callback's defaults). The flags below override them.
+
+Prints a table sorted by DMC and writes JSON with the components and the value of every variant (A-E), for
+static data selection (the paper's first use) and for checking which variant predicts post-training accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+import sys
 import time
 
-from lit_distill.scoring.dmc import VARIANTS, DMCConfig, compute_dmc
+from lit_distill.scoring.dmc import VARIANTS, compute_dmc
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lit-distill score dmc", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="training config naming the pool and the student")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lit-distill score dmc",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", required=True, action="append", help="training config (repeat to compose, as for fit)"
+    )
+    parser.add_argument(
+        "--override", action="append", default=[], metavar="KEY=VALUE", help="as fit's --KEY=VALUE (repeatable)"
+    )
     parser.add_argument("--ckpt", help="Lightning checkpoint of the student (default: the config's student)")
     parser.add_argument("--output", help="write the results as JSON here")
     parser.add_argument("--variant", default=None, choices=VARIANTS, help="variant to sort by (default: config's)")
-    parser.add_argument("--probe-size", type=int, help="trajectories per source (default: config's dmc or 64)")
-    parser.add_argument("--probe-questions", type=int, help="questions per source (default: config's dmc or 32)")
+    parser.add_argument("--probe-size", type=int, help="trajectories per source (default: the callback's)")
+    parser.add_argument("--probe-questions", type=int, help="questions per source (default: the callback's)")
     parser.add_argument("--max-new-tokens", type=int, help="generation budget for capability")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, help="probe seed (default: config's dmc seed or 0)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--batch-size", type=int, help="sequences per forward pass (default: the callback's)")
+    parser.add_argument("--seed", type=int, help="probe seed (default: the callback's)")
+    return parser
 
-    from lit_distill.callbacks.dmc import DMCProbe
-    from lit_distill.export import load_trained_student
-    from lit_distill.tools.config import build_datamodule, build_module, read_config
 
-    config = read_config(args.config)
-    dmc_cfg = config.get("dmc") or {}
-    variant = args.variant or (dmc_cfg.get("dmc") or {}).get("variant", "A")
+def _callback(run, args: argparse.Namespace):
+    """The configured DMCCallback (or one with defaults), with the command line's overrides applied."""
+    from lit_distill.callbacks.dmc import DMCCallback
+
+    cb = run.callbacks.get("dmc") or DMCCallback()
+    for flag, attr in (
+        ("probe_size", "probe_size"),
+        ("probe_questions", "probe_questions"),
+        ("max_new_tokens", "max_new_tokens"),
+        ("batch_size", "batch_size"),
+        ("seed", "seed"),
+    ):
+        if getattr(args, flag) is not None:
+            setattr(cb, attr, getattr(args, flag))
+    return cb
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from lit_distill.checkpoint import load_trained_student
+    from lit_distill.tools.config import ConfigError, load_run
+
     started = time.perf_counter()
-    dm = build_datamodule(config)
+    try:
+        run = load_run(args.config, [f"--{o.removeprefix('--')}" for o in args.override])
+    except ConfigError as err:
+        print(f"lit-distill score dmc: error: {err}", file=sys.stderr)
+        return 1
+    cb, dm, module = _callback(run, args), run.datamodule, run.model
     dm.setup("validate")
-    module = build_module(config)
     module.configure_model()
     step = load_trained_student(module, args.ckpt) if args.ckpt else 0
-    probe = DMCProbe(
-        dm.pool,
-        args.probe_size or dmc_cfg.get("probe_size", 64),
-        args.probe_questions or dmc_cfg.get("probe_questions", 32),
-        args.seed if args.seed is not None else dmc_cfg.get("seed", 0),
-    )
-    budget = args.max_new_tokens or dmc_cfg.get("max_new_tokens") or module.generation.max_new_tokens
-    forward = probe.forward_terms(module, dm, args.batch_size, top_k=50)
-    correct = probe.capability_terms(module, dm, args.batch_size, budget)
+    cb._prepare(dm)  # the callback's own probe draw and checks, as at fit start
+    probe = cb.probe
+    budget = cb.max_new_tokens or module.generation.max_new_tokens
+    forward = probe.forward_terms(module, dm, cb.batch_size, cb.top_k)
+    correct = probe.capability_terms(module, dm, cb.batch_size, budget)
     items = probe.items(forward, correct)
-    results = {v: compute_dmc(items, probe.quality, DMCConfig(variant=v)) for v in VARIANTS}
+    # Every variant with the configured constants (kappa, ...), so the chosen one matches the callback's.
+    results = {v: compute_dmc(items, probe.quality, dataclasses.replace(cb.config, variant=v)) for v in VARIANTS}
 
+    variant = args.variant or cb.config.variant
     chosen = results[variant]
     order = sorted(chosen, key=lambda n: -chosen[n].value if not math.isnan(chosen[n].value) else math.inf)
     print(f"DMC-{variant} at step {step} ({time.perf_counter() - started:.1f} s)")
@@ -74,6 +106,15 @@ def main(argv: list[str]) -> int:
             "ckpt": args.ckpt,
             "step": step,
             "variant": variant,
+            "probe": {
+                "probe_size": cb.probe_size,
+                "probe_questions": cb.probe_questions,
+                "seed": cb.seed,
+                "top_k": cb.top_k,
+                "max_new_tokens": budget,
+                "trajectories": {n: len(probe.rows[n]) for n in probe.names},
+                "questions": {n: len(probe.questions[n]) for n in probe.names},
+            },
             "sources": {
                 n: {
                     "quality": chosen[n].quality,

@@ -39,14 +39,14 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-import yaml
 
 from lit_distill.data.formatting import FormatError, tokenise_source
+from lit_distill.data.pool import TokenStore, _chunks
 from lit_distill.data.sources import SourceConfig, SourceError, load_source
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_LENGTH = 32768  # the reference's --max_length (methods.md 1.7)
+DEFAULT_MAX_LENGTH = 32768  # the reference's --max_length (docs/methods.md 1.7)
 STATUS_SKIPPED = "skipped"
 
 
@@ -72,19 +72,17 @@ def source_config(args: argparse.Namespace) -> SourceConfig:
         return SourceConfig(name=name, path=args.data)
     if args.source is None:
         raise SourceError(f"--config {args.config} needs --source NAME (one of its data.sources)")
-    with open(args.config) as fh:
-        config = yaml.safe_load(fh) or {}
-    entries = (config.get("data") or {}).get("sources") or []
-    # A jsonargparse-style entry nests its fields under init_args.
-    entries = [e.get("init_args", e) if isinstance(e, dict) else e for e in entries]
-    names = [e.get("name") for e in entries if isinstance(e, dict)]
-    matches = [e for e in entries if isinstance(e, dict) and e.get("name") == args.source]
+    from lit_distill.tools.config import ConfigError, load_run
+
+    try:  # read exactly as `lit-distill fit` reads it (composition, init_args, types)
+        configured = load_run(args.config).datamodule.source_configs
+    except ConfigError as e:
+        raise SourceError(str(e)) from None
+    names = [c.name for c in configured]
+    matches = [c for c in configured if c.name == args.source]
     if not matches:
         raise SourceError(f"{args.config}: data.sources has no source named {args.source!r}; it has {names}")
-    try:
-        return SourceConfig(**matches[0])
-    except TypeError as e:
-        raise SourceError(f"{args.config}: source {args.source!r}: {e}") from None
+    return matches[0]
 
 
 @dataclass(frozen=True)
@@ -130,20 +128,6 @@ def _where(records, files: list[str], i: int) -> str:
 # ------------------------------------------------------------------------------------------ scoring
 
 
-class TokenRows:
-    """Token ids of a tokenised source, read row by row from datasets' memory-mapped Arrow table, so a pool
-    of billions of tokens is never copied into Python lists."""
-
-    def __init__(self, tokenised: datasets.Dataset) -> None:
-        self._ds = tokenised.select_columns(["input_ids"]).with_format("numpy")
-
-    def __len__(self) -> int:
-        return len(self._ds)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self._ds[int(i)]["input_ids"]
-
-
 @dataclass(frozen=True)
 class Tokenised:
     """The pool after ``tokenise_source``.
@@ -157,7 +141,7 @@ class Tokenised:
     """
 
     status: list[str]
-    tokens: TokenRows
+    tokens: TokenStore
     prompt_len: np.ndarray
     length: np.ndarray
     rows: np.ndarray
@@ -174,7 +158,8 @@ def tokenise_pool(pool: LarkPool, tokenizer, max_length: int) -> Tokenised:
         status[i] = s
     return Tokenised(
         status=status,
-        tokens=TokenRows(tok),
+        # The pool's own memory-mapped token access: a pool of billions of tokens is never copied into lists.
+        tokens=TokenStore(_chunks(tok, "input_ids")),
         prompt_len=np.asarray(tok["prompt_len"], dtype=np.int64),
         # datasets skips map() on an empty table, so when every row is skipped there is no 'length' column.
         length=np.asarray(tok["length"] if len(tok) else [], dtype=np.int64),
@@ -199,39 +184,37 @@ def score_shard(
 ) -> np.ndarray:
     """This rank's (ce_sum, n_tokens, brier_sum) rows of a float64 [n, 3] array; other rows are zero.
 
-    Sequences are sorted by length before sharding so batches hold similar lengths (less padding);
-    every rank runs the same number of batches, and ``even_shard``'s padded duplicates are never written.
+    The scorer the callbacks use (``lit_distill.scorer.score_items``: sorted by length, even shards, padded
+    duplicates never written), fed batches collated exactly as training collates them.
     """
     import torch
 
-    from lit_distill.data.collate import collate_train, student_inputs
-    from lit_distill.distributed import even_shard
+    from lit_distill.batch import student_inputs
+    from lit_distill.data.collate import collate_train
     from lit_distill.model.student import eval_mode
+    from lit_distill.scorer import score_items
 
-    n = len(seqs)
-    order = np.argsort(lengths, kind="stable")
-    shard, valid = even_shard(n, rank, world_size)
-    out = np.zeros((n, 3), dtype=np.float64)
+    def make_batch(items: np.ndarray) -> dict:
+        return collate_train(
+            [seqs[i] for i in items],
+            prompt_len[items],
+            pad_id=pad_id,
+            source=np.zeros(len(items), dtype=np.int64),
+            index=items,
+            loss_weight=np.ones(len(items), dtype=np.float32),
+            global_tokens=int((lengths[items] - prompt_len[items]).sum()),
+            global_examples=len(items),
+            pack_length=pack_length,
+        )
+
+    def forward(batch: dict):
+        inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in student_inputs(batch).items()}
+        return student(**inputs, top_k=top_k, chunk_size=chunk_size)
+
     with eval_mode(student):
-        for start in range(0, len(shard), batch_size):
-            items = order[shard[start : start + batch_size]]
-            keep = valid[start : start + batch_size]
-            batch = collate_train(
-                [seqs[i] for i in items],
-                prompt_len[items],
-                pad_id=pad_id,
-                source=np.zeros(len(items), dtype=np.int64),
-                index=items,
-                loss_weight=np.ones(len(items), dtype=np.float32),
-                global_tokens=int((lengths[items] - prompt_len[items]).sum()),
-                global_examples=len(items),
-                pack_length=pack_length,
-            )
-            inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in student_inputs(batch).items()}
-            stats = student(**inputs, top_k=top_k, chunk_size=chunk_size)
-            values = torch.stack([stats.ce_sum, stats.n_tokens, stats.brier_sum], dim=1).cpu().numpy()
-            out[items[keep]] += values[keep]
-    return out
+        return score_items(
+            lengths, make_batch, forward, batch_size=batch_size, rank=rank, world_size=world_size, reduce=None
+        )
 
 
 def _finite_or_none(x: float) -> float | None:

@@ -9,8 +9,6 @@ logits from ``AutoModelForCausalLM``, CE over the whole vocabulary, top-50 renor
 from __future__ import annotations
 
 import json
-import random
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from lit_distill.demo.generator import DemoSpec, build_pool
 from lit_distill.scoring.lark import select_pool
 from lit_distill.tools import score_lark, select_lark
 
-from helpers import TINY_LLAMA, run_cli, write_config, write_jsonl
+from helpers import TINY_LLAMA, free_port, run_cli, write_config, write_jsonl
 
 MAX_LENGTH = 160  # small enough that one row is truncated and one is skipped (prompt alone too long)
 SYSTEM = "You are a careful solver. Show your steps."
@@ -193,7 +191,11 @@ def test_bfloat16_forward_is_close_but_not_identical(scores_b1, sharp_model_dir,
 
 
 def test_score_from_training_config_source(scores_b1, sharp_model_dir, pool_file, tmp_path, capsys):
-    cfg = {"data": {"sources": [{"name": "teachers", "path": str(pool_file), "problem_namespace": "numina"}]}}
+    # A training config, read as `fit` reads it (so it names a student, whose tokenizer it loads).
+    cfg = {
+        "model": {"student": {"path": str(sharp_model_dir)}},
+        "data": {"sources": [{"name": "teachers", "path": str(pool_file), "problem_namespace": "numina"}]},
+    }
     config = write_config(cfg, tmp_path / "train.yaml")
     got = _score(capsys, sharp_model_dir, ["--config", str(config), "--source", "teachers"], tmp_path / "c.jsonl")
     assert got == _read(scores_b1)  # same ids (namespace stripped), same numbers: one code path
@@ -201,25 +203,12 @@ def test_score_from_training_config_source(scores_b1, sharp_model_dir, pool_file
     assert rc == 1 and "'nope'" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    rng = random.Random()
-    for _ in range(100):
-        port = rng.randint(20000, 32000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32000")
-
-
 @pytest.mark.multiprocess
 def test_two_processes_equal_one(scores_b1, sharp_model_dir, pool_file, tmp_path):
     out = tmp_path / "ddp.jsonl"
     args = ["score", "lark", "--model", sharp_model_dir, "--data", str(pool_file), "--output", str(out)]
     args += ["--max-length", str(MAX_LENGTH), "--devices", "2", "--accelerator", "cpu"]
-    result = run_cli(args, timeout=240, env={"MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1"})
+    result = run_cli(args, timeout=240, env={"MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("wrote ") == 1  # only rank 0 writes
     # 13 rows scored by 2 ranks: one padded duplicate, never written; every row exactly once, in order.
@@ -278,10 +267,13 @@ def test_select_incomplete_problem_fails_unless_allowed(scores_b1, pool_file, tm
     assert list(counts.values()) == [4, 3, 3, 3]
 
 
-def test_select_from_training_config_source(scores_b1, pool_file, tmp_path, capsys):
+def test_select_from_training_config_source(scores_b1, sharp_model_dir, pool_file, tmp_path, capsys):
     rc, _, err = _select(capsys, scores_b1, ["--data", str(pool_file)], tmp_path / "a.jsonl", "--budget", "2")
     assert rc == 0, err
-    cfg = {"data": {"sources": [{"name": "other", "path": "nowhere.jsonl"}, {"name": "pool", "path": str(pool_file)}]}}
+    cfg = {
+        "model": {"student": {"path": str(sharp_model_dir)}},
+        "data": {"sources": [{"name": "other", "path": "nowhere.jsonl"}, {"name": "pool", "path": str(pool_file)}]},
+    }
     config = write_config(cfg, tmp_path / "train.yaml")
     data = ["--config", str(config), "--source", "pool"]
     rc, _, err = _select(capsys, scores_b1, data, tmp_path / "b.jsonl", "--budget", "2")
