@@ -17,10 +17,10 @@ import torch
 
 from lit_distill.callbacks import lark as lark_module
 from lit_distill.callbacks.lark import LARKCallback
-from lit_distill.callbacks.probing import ScoringError
 from lit_distill.cli import TRAINER_DEFAULTS, _cli_class
 from lit_distill.data.datamodule import DistillDataModule
 from lit_distill.model.module import DistillModule, NonFiniteLossError
+from lit_distill.scorer import ScoringError
 
 from helpers import fit_in_process, scalars, tiny_config, write_config
 

@@ -26,9 +26,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from lit_distill.callbacks.probing import answer_rows, score_rows
 from lit_distill.callbacks.reporting import add_figure, log_metrics, mixture_figure
 from lit_distill.callbacks.selection import SelectionCallback
+from lit_distill.scorer import answer_rows, score_rows
 from lit_distill.scoring.dmc import DMCConfig, ProbeItems, compute_dmc, quality
 from lit_distill.scoring.policies import HardSwitchState, MixturePolicyConfig, next_mixture
 

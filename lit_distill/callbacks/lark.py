@@ -37,9 +37,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from lit_distill.callbacks.probing import score_rows
 from lit_distill.callbacks.reporting import log_metrics, logger_step
 from lit_distill.callbacks.selection import SelectionCallback
+from lit_distill.scorer import score_rows
 from lit_distill.scoring.lark import score_pool, select_pool
 from lit_distill.scoring.stats import spearman
 

@@ -27,17 +27,14 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Timer
 
-from lit_distill.callbacks.probing import ScoringError as _LegacyScoringError
 from lit_distill.callbacks.reporting import log_metrics
 from lit_distill.distributed import broadcast_object
+from lit_distill.scorer import ScoringError
 
 log = logging.getLogger(__name__)
 
 
-# Transition: callbacks/probing.py still defines its own ScoringError (DMC and tests catch that one).
-# Subclassing it keeps both catchable until probing's copy becomes an alias of this class.
-class ScoringError(_LegacyScoringError):
-    """A selection run failed; training stops rather than continuing on stale weights."""
+__all__ = ["ScoringError", "SelectionCallback", "training_ends_after_this_step"]
 
 
 def training_ends_after_this_step(trainer: pl.Trainer) -> bool:

@@ -53,7 +53,7 @@ def test_selection_matches_the_pure_maths(pool_dir, tokenizer_dir, tmp_path):
 
     class Capture(pl.Callback):
         def on_fit_start(self, trainer, pl_module):
-            from lit_distill.callbacks.probing import score_rows
+            from lit_distill.scorer import score_rows
 
             dm = trainer.datamodule
             rows = np.arange(len(dm.pool))
