@@ -151,6 +151,7 @@ def run_lightning(args: list[str]) -> None:
     from lit_distill.callbacks.preemption import PREEMPTED_EXIT_CODE
     from lit_distill.data.datamodule import DistillDataModule
     from lit_distill.model.module import DistillModule
+    from lit_distill.model.resume import CheckpointMismatchError
 
     try:
         _cli_class()(
@@ -165,6 +166,9 @@ def run_lightning(args: list[str]) -> None:
             # generic --optimizer/--lr_scheduler would build one before the student exists.
             auto_configure_optimizers=False,
         )
+    except CheckpointMismatchError as exc:
+        print(f"lit-distill: error: {exc}", file=sys.stderr)  # one line: what differs is the whole story
+        raise SystemExit(1) from None
     except SIGTERMException as exc:
         # Lightning's own SIGTERM path (a signal before training started) raises it without a code: exit 0.
         if exc.code in (None, 0):

@@ -25,6 +25,7 @@ from lit_distill.eval.answers import answers_match
 from lit_distill.eval.metrics import AccuracyBySource
 from lit_distill.model.losses import SequenceStats, reduce_loss
 from lit_distill.model.optim import OptimizerConfig, SchedulerConfig, build_optimizer
+from lit_distill.model.resume import reconcile
 from lit_distill.model.sharding import ShardingConfig, data_parallel_mesh, is_fsdp2, shard_fsdp2
 from lit_distill.model.student import (
     LoraConfig,
@@ -254,6 +255,13 @@ class DistillModule(pl.LightningModule):
                 f"refusing to write a checkpoint at optimiser step {self.global_step}: {int(bad.item())} of "
                 f"{len(tensors)} tensors are non-finite (the previous checkpoint is kept)"
             )
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Before the weights load: the config's model and optimiser settings win (model/resume.py).
+        if self.student is None:
+            return  # not configured (load_from_checkpoint): nothing to compare with
+        source = f"--ckpt_path {self.trainer.ckpt_path}" if self._trainer is not None else "the checkpoint"
+        reconcile(checkpoint, dict(self.hparams), self.state_dict(), source)
 
     def on_train_start(self) -> None:
         self._logger_step_aligned = False
