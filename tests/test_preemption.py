@@ -19,7 +19,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from helpers import callback, run_cli, tiny_config, write_config
+from helpers import callback, free_port, run_cli, tiny_config, write_config
 
 TESTS_DIR = str(Path(__file__).resolve().parent)
 MAX_STEPS = 6
@@ -33,29 +33,35 @@ class Signal(pl.Callback):
         record: JSONL file of batch indices.
         at_step: Optimiser steps completed when the signal is sent (at the step's first micro-batch).
         signum: The signal number.
+        rank: Only this rank signals itself (the others must learn of it at the step boundary).
     """
 
-    def __init__(self, record: str, at_step: int | None = None, signum: int = int(signal.SIGTERM)) -> None:
+    def __init__(
+        self, record: str, at_step: int | None = None, signum: int = int(signal.SIGTERM), rank: int = 0
+    ) -> None:
         self.record = record
         self.at_step = at_step
         self.signum = signum
+        self.rank = rank
         self.sent = False
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        with open(self.record, "a") as fh:
-            fh.write(json.dumps({"step": trainer.global_step, "index": batch["index"].tolist()}) + "\n")
-        if trainer.global_step == self.at_step and not self.sent:
+        if trainer.global_rank == 0:
+            with open(self.record, "a") as fh:
+                fh.write(json.dumps({"step": trainer.global_step, "index": batch["index"].tolist()}) + "\n")
+        if trainer.global_step == self.at_step and trainer.global_rank == self.rank and not self.sent:
             self.sent = True
             os.kill(os.getpid(), self.signum)
 
 
-def _run(inputs, base: Path, phase: str, at_step=None, resume=False, signum=signal.SIGTERM, env=None):
+def _run(inputs, base: Path, phase: str, at_step=None, resume=False, signum=signal.SIGTERM, env=None, **over):
     cfg = tiny_config(
         *inputs,
         base / phase,
         **{
             "trainer.max_steps": MAX_STEPS,
             "trainer.accumulate_grad_batches": 2,
+            **over,
             "trainer.limit_val_batches": 0,
             "checkpoint.dirpath": str(base / "ckpt"),
             "checkpoint.every_n_train_steps": 4,
@@ -69,7 +75,12 @@ def _run(inputs, base: Path, phase: str, at_step=None, resume=False, signum=sign
     cfg["lark"] = callback("lark.LARKCallback", budget=2, every_n_steps=3, problems_per_refresh=6, batch_size=8)
     cfg["consistency"] = callback("consistency.StreamConsistency", every_n_steps=1)
     record = base / phase / "batches.jsonl"
-    sig = {"record": str(record), "at_step": at_step, "signum": int(signum)}
+    sig = {
+        "record": str(record),
+        "at_step": at_step,
+        "signum": int(signum),
+        "rank": 1 if "trainer.strategy" in over else 0,
+    }
     cfg["trainer"]["callbacks"] = [{"class_path": "test_preemption.Signal", "init_args": sig}]
     args = ["fit", "--config", str(write_config(cfg, base / f"{phase}.yaml"))] + (["--ckpt_path", "last"] * resume)
     pythonpath = os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")]))
@@ -156,3 +167,20 @@ def test_slurm_requeue_signal_saves_requeues_and_exits_143(reference, pool_dir, 
     assert _state(tmp_path / "ckpt" / "last.ckpt")["global_step"] == SIGNAL_AT + 1
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
     assert not list(tmp_path.rglob("hpc_ckpt_*.ckpt")), "Lightning's mid-step requeue checkpoint was written"
+
+
+@pytest.mark.multiprocess
+def test_ddp_ranks_agree_on_the_step_when_one_rank_is_signalled(pool_dir, tokenizer_dir, tmp_path):
+    """Two DDP processes (gloo); only rank 1 receives SIGTERM. Both stop after the same step, the checkpoint is
+    of that step, the launcher exits 143, and the resumed DDP run finishes with the ranks in lockstep."""
+    ddp = {"trainer.strategy": "ddp", "trainer.devices": 2, "trainer.accumulate_grad_batches": 1}
+    port = {"MASTER_PORT": str(free_port())}
+    _, out = _run((pool_dir, tokenizer_dir), tmp_path, "ddp", at_step=SIGNAL_AT, env=port, **ddp)
+    assert out.returncode == 143, (out.returncode, out.stderr[-4000:])
+    assert _state(tmp_path / "ckpt" / "last.ckpt")["global_step"] == SIGNAL_AT + 1
+    port = {"MASTER_PORT": str(free_port())}
+    run, out = _run((pool_dir, tokenizer_dir), tmp_path, "ddp_resumed", resume=True, env=port, **ddp)
+    assert out.returncode == 0, out.stderr[-4000:]
+    rows = [json.loads(line) for line in (run / "stream_hashes.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["where"] == "step"] == list(range(SIGNAL_AT + 2, MAX_STEPS + 1))
+    assert all(len(r["hashes"]) == 2 and r["hashes"][0] == r["hashes"][1] for r in rows), rows
