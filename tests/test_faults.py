@@ -187,7 +187,9 @@ class PoisonParam(pl.Callback):
 
 
 def test_nonfinite_parameters_stop_the_run_even_when_skipping(pool_dir, tokenizer_dir, tmp_path):
-    with pytest.raises(NonFiniteLossError, match="1 parameter tensors became non-finite"):
+    with pytest.raises(
+        NonFiniteLossError, match=f"1 parameter tensors became non-finite after optimiser step {POISONED + 1} "
+    ):
         _fit(pool_dir, tokenizer_dir, tmp_path, "skip", PoisonParam(POISONED, "update"))
 
 

@@ -241,7 +241,8 @@ class DistillModule(pl.LightningModule):
         if self._any_rank(bad):
             lr = optimizer.param_groups[0]["lr"]
             raise NonFiniteLossError(
-                f"{int(bad.item())} parameter tensors became non-finite at optimiser step {self.global_step + 1} "
+                # global_step counts this step only once optimizer_step has returned.
+                f"{int(bad.item())} parameter tensors became non-finite after optimiser step {self.global_step + 1} "
                 f"(learning rate {lr:.3g}); stopping before a checkpoint of them is written"
             )
 
