@@ -169,18 +169,30 @@ def test_slurm_requeue_signal_saves_requeues_and_exits_143(reference, pool_dir, 
     assert not list(tmp_path.rglob("hpc_ckpt_*.ckpt")), "Lightning's mid-step requeue checkpoint was written"
 
 
+FSDP2 = {"class_path": "lit_distill.strategies.FSDP2Strategy", "init_args": {"save_distributed_checkpoint": True}}
+
+
 @pytest.mark.multiprocess
-def test_ddp_ranks_agree_on_the_step_when_one_rank_is_signalled(pool_dir, tokenizer_dir, tmp_path):
-    """Two DDP processes (gloo); only rank 1 receives SIGTERM. Both stop after the same step, the checkpoint is
-    of that step, the launcher exits 143, and the resumed DDP run finishes with the ranks in lockstep."""
-    ddp = {"trainer.strategy": "ddp", "trainer.devices": 2, "trainer.accumulate_grad_batches": 1}
+@pytest.mark.parametrize("strategy", ["ddp", FSDP2], ids=["ddp", "fsdp2"])
+def test_ranks_agree_on_the_step_when_one_rank_is_signalled(pool_dir, tokenizer_dir, tmp_path, strategy):
+    """Two processes (gloo); only rank 1 receives SIGTERM. Both stop after the same step, the checkpoint is of
+    that step (a sharded directory under FSDP2), the launcher exits 143, and the resumed run continues from it
+    with the ranks in lockstep."""
+    ddp = {"trainer.strategy": strategy, "trainer.devices": 2, "trainer.accumulate_grad_batches": 1}
     port = {"MASTER_PORT": str(free_port())}
-    _, out = _run((pool_dir, tokenizer_dir), tmp_path, "ddp", at_step=SIGNAL_AT, env=port, **ddp)
+    _, out = _run((pool_dir, tokenizer_dir), tmp_path, "first", at_step=SIGNAL_AT, env=port, **ddp)
     assert out.returncode == 143, (out.returncode, out.stderr[-4000:])
-    assert _state(tmp_path / "ckpt" / "last.ckpt")["global_step"] == SIGNAL_AT + 1
+    assert f"at optimiser step {SIGNAL_AT + 1}; exiting with status 143" in out.stderr, out.stderr[-4000:]
+    last = tmp_path / "ckpt" / "last.ckpt"
+    if last.is_file():
+        assert _state(last)["global_step"] == SIGNAL_AT + 1
+    else:
+        assert strategy is FSDP2 and last.is_dir()
     port = {"MASTER_PORT": str(free_port())}
-    run, out = _run((pool_dir, tokenizer_dir), tmp_path, "ddp_resumed", resume=True, env=port, **ddp)
+    run, out = _run((pool_dir, tokenizer_dir), tmp_path, "resumed", resume=True, env=port, **ddp)
     assert out.returncode == 0, out.stderr[-4000:]
     rows = [json.loads(line) for line in (run / "stream_hashes.jsonl").read_text().splitlines()]
+    # (Under FSDP2 the checkpoint is restored after on_fit_start, so the fit_start row still says step 0.)
+    assert sorted(_batches(run)) == list(range(SIGNAL_AT + 1, MAX_STEPS))
     assert [r["step"] for r in rows if r["where"] == "step"] == list(range(SIGNAL_AT + 2, MAX_STEPS + 1))
     assert all(len(r["hashes"]) == 2 and r["hashes"][0] == r["hashes"][1] for r in rows), rows
