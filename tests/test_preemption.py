@@ -31,7 +31,8 @@ class Signal(pl.Callback):
 
     Args:
         record: JSONL file of batch indices.
-        at_step: Optimiser steps completed when the signal is sent (at the step's first micro-batch).
+        at_step: Optimiser steps completed when the signal is sent (at the step's first micro-batch); -1 sends
+            it in ``on_train_start``, before ``Preemption`` has replaced Lightning's handler.
         signum: The signal number.
         rank: Only this rank signals itself (the others must learn of it at the step boundary).
     """
@@ -44,6 +45,10 @@ class Signal(pl.Callback):
         self.signum = signum
         self.rank = rank
         self.sent = False
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.at_step == -1 and trainer.global_rank == self.rank:
+            os.kill(os.getpid(), self.signum)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if trainer.global_rank == 0:
@@ -167,6 +172,15 @@ def test_slurm_requeue_signal_saves_requeues_and_exits_143(reference, pool_dir, 
     assert _state(tmp_path / "ckpt" / "last.ckpt")["global_step"] == SIGNAL_AT + 1
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
     assert not list(tmp_path.rglob("hpc_ckpt_*.ckpt")), "Lightning's mid-step requeue checkpoint was written"
+
+
+def test_sigterm_before_the_handler_is_replaced_still_finishes_the_step(pool_dir, tokenizer_dir, tmp_path):
+    """A SIGTERM that Lightning's handler caught (here in on_train_start) is taken over: the first step is
+    finished (both micro-batches) and saved, instead of Lightning stopping after one micro-batch with nothing."""
+    run, out = _run((pool_dir, tokenizer_dir), tmp_path, "early", at_step=-1)
+    assert out.returncode == 143, (out.returncode, out.stderr[-4000:])
+    assert _state(tmp_path / "ckpt" / "last.ckpt")["global_step"] == 1
+    assert [len(v) for v in _batches(run).values()] == [2]
 
 
 FSDP2 = {"class_path": "lit_distill.strategies.FSDP2Strategy", "init_args": {"save_distributed_checkpoint": True}}

@@ -58,6 +58,12 @@ class Preemption(Checkpoint):
         # the handlers that were there before it). Signal handlers can only be set from the main thread.
         self._received = set()
         self._launcher = getattr(trainer.strategy, "launcher", None)
+        connector = getattr(trainer, "_signal_connector", None)
+        if trainer.received_sigterm and connector is not None:
+            # A SIGTERM between Lightning's registration and now (e.g. during the sanity check): take it over, or
+            # Lightning's loop would stop after the first micro-batch, mid-step and without a checkpoint.
+            self._received.add(int(signal.SIGTERM))
+            connector.received_sigterm = False
         if threading.current_thread() is not threading.main_thread():
             return
         signal.signal(signal.SIGTERM, self._on_signal)
