@@ -14,7 +14,9 @@ Tools that work without training have their own sub-commands::
 
 Defaults that differ from a bare Lightning Trainer: TensorBoard logging under ``runs/``, an atomically
 written ``last.ckpt`` checkpoint, ``use_distributed_sampler=False`` (the mixture sampler shards by rank
-itself), and ``--ckpt_path last`` resuming the newest run of the config in its own directory.
+itself), and ``--ckpt_path last`` resuming the newest run of the config in its own directory. A resume trains
+the model the config describes (not the checkpoint's hyper-parameters). SIGTERM (and SLURM's requeue signal)
+finishes the optimiser step, writes ``last.ckpt`` and exits with status 143 (``callbacks/preemption.py``).
 """
 
 from __future__ import annotations
@@ -50,10 +52,23 @@ def _cli_class():
     from lit_distill.callbacks.consistency import StreamConsistency
     from lit_distill.callbacks.dmc import DMCCallback
     from lit_distill.callbacks.lark import LARKCallback
+    from lit_distill.callbacks.preemption import Preemption
     from lit_distill.callbacks.summary import RunSummary
 
     class DistillCLI(LightningCLI):
         """LightningCLI with the model's tokenizer injected into the data and our default callbacks."""
+
+        @staticmethod
+        def subcommands() -> dict[str, set[str]]:
+            # No `predict`: DistillModule has no forward/predict_step (generation is evaluation's job).
+            return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
+
+        def _parse_ckpt_path(self) -> None:
+            # LightningCLI would load the checkpoint's hyper-parameters over the config and the command line, so
+            # a resume silently trains the checkpoint's model while config.yaml records the config's. The config
+            # is what runs: DistillModule.on_load_checkpoint refuses a model of another shape in one line and
+            # says which optimiser settings replace the checkpoint's.
+            pass
 
         def add_arguments_to_parser(self, parser) -> None:
             # The model loads the tokenizer; the DataModule is handed that object (loaded once, as litgpt's
@@ -62,6 +77,8 @@ def _cli_class():
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
             parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
             parser.add_lightning_class_args(RunSummary, "summary")
+            # SIGTERM / SLURM requeue: finish the optimiser step, write last.ckpt, exit PREEMPTED_EXIT_CODE.
+            parser.add_lightning_class_args(Preemption, "preemption")
             # Data-selection callbacks live under their own keys so composing configs never drops them.
             # Opt-in (subclass mode: a key absent from the config means no callback; the YAML gives
             # class_path and init_args). Non-subclass groups would always be built from their defaults.
@@ -134,18 +151,35 @@ TRAINER_DEFAULTS = {
 
 
 def run_lightning(args: list[str]) -> None:
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from lit_distill.callbacks.preemption import PREEMPTED_EXIT_CODE
     from lit_distill.data.datamodule import DistillDataModule
     from lit_distill.model.module import DistillModule
+    from lit_distill.model.resume import CheckpointMismatchError
 
-    _cli_class()(
-        DistillModule,
-        DistillDataModule,
-        # None = read sys.argv; LightningCLI warns when both are given, even if identical.
-        args=None if args == sys.argv[1:] else args,
-        trainer_defaults=TRAINER_DEFAULTS,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
-    )
+    try:
+        _cli_class()(
+            DistillModule,
+            DistillDataModule,
+            # None = read sys.argv; LightningCLI warns when both are given, even if identical.
+            args=None if args == sys.argv[1:] else args,
+            trainer_defaults=TRAINER_DEFAULTS,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
+            # DistillModule.configure_optimizers is the optimiser (model.optimizer / model.scheduler); the CLI's
+            # generic --optimizer/--lr_scheduler would build one before the student exists.
+            auto_configure_optimizers=False,
+        )
+    except CheckpointMismatchError as exc:
+        print(f"lit-distill: error: {exc}", file=sys.stderr)  # one line: what differs is the whole story
+        raise SystemExit(1) from None
+    except SIGTERMException as exc:
+        # Lightning's own SIGTERM path (a signal before training started) raises it without a code: exit 0.
+        if exc.code in (None, 0):
+            log.warning("stopped by SIGTERM before training started; exiting with status %d", PREEMPTED_EXIT_CODE)
+            raise SystemExit(PREEMPTED_EXIT_CODE) from None
+        raise
 
 
 def _has_omegaconf() -> bool:

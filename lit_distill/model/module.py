@@ -28,6 +28,7 @@ from lit_distill.eval.metrics import AccuracyBySource
 from lit_distill.model.generation import GenerationConfig
 from lit_distill.model.losses import SequenceStats, reduce_loss
 from lit_distill.model.optim import OptimizerConfig, SchedulerConfig, build_optimizer
+from lit_distill.model.resume import reconcile
 from lit_distill.model.sharding import ShardingConfig, shard_fsdp2
 from lit_distill.model.student import (
     LoraConfig,
@@ -51,7 +52,17 @@ def _coerce(cls, value):
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss, the gradients or the parameters became NaN or infinite."""
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return t.to_local() if hasattr(t, "to_local") else t  # a DTensor shard under FSDP2
+
+
+def _count_nonfinite(tensors) -> torch.Tensor:
+    """How many of ``tensors`` (floating point) hold a NaN or an infinity, as one tensor (a single sync)."""
+    flags = [~torch.isfinite(_local(t)).all() for t in tensors if t.is_floating_point()]
+    return torch.stack(flags).sum() if flags else torch.zeros((), dtype=torch.long)
 
 
 class DistillModule(pl.LightningModule):
@@ -71,7 +82,14 @@ class DistillModule(pl.LightningModule):
         generation: Decoding settings for evaluation.
         sharding: FSDP2 settings (used only under ``ModelParallelStrategy``).
         nonfinite_loss: ``error`` stops with the step and the batch's sources; ``skip`` drops the micro-batch
-            from the update (all ranks agree) and counts it in ``train/skipped_batches``.
+            from the update (all ranks agree) and counts it in ``train/skipped_batches``. Gradients are checked
+            the same way before every optimiser step (``skip`` drops the whole step's update); parameters are
+            checked after it and non-finite ones always stop the run (no update can be undone). A checkpoint
+            with non-finite tensors is never written: the save fails and the previous file stays.
+        max_consecutive_skips: With ``skip``, stop with ``NonFiniteLossError`` after this many skips (micro-batches
+            with a non-finite loss, steps with non-finite gradients) without an update in between: a run that
+            cannot recover (weights poisoned by a too-high learning rate) would otherwise skip every batch to
+            the end and report success.
     """
 
     def __init__(
@@ -86,6 +104,7 @@ class DistillModule(pl.LightningModule):
         generation: GenerationConfig | None = None,
         sharding: ShardingConfig | None = None,
         nonfinite_loss: Literal["error", "skip"] = "error",
+        max_consecutive_skips: int = 16,
     ) -> None:
         super().__init__()
         student = _coerce(StudentConfig, student)
@@ -112,9 +131,15 @@ class DistillModule(pl.LightningModule):
                 "generation": asdict(self.generation),
                 "sharding": asdict(self.sharding),
                 "nonfinite_loss": nonfinite_loss,
+                "max_consecutive_skips": max_consecutive_skips,
             }
         )
+        if max_consecutive_skips < 1:
+            raise ValueError(f"model.max_consecutive_skips must be >= 1, got {max_consecutive_skips}")
         self.nonfinite_loss = nonfinite_loss
+        self.max_consecutive_skips = max_consecutive_skips
+        self._consecutive_skips = 0  # skipped micro-batches since the last optimiser step that updated
+        self._step_updates = False
         self._logger_step_aligned = True  # see on_train_batch_start
         self.tokenizer = load_tokenizer(student.tokenizer_path)
         self.student: Student | None = None
@@ -166,11 +191,70 @@ class DistillModule(pl.LightningModule):
         names = self.trainer.datamodule.source_names
         sources = sorted({names[i] for i in batch["source"].tolist()})
         msg = f"non-finite loss at optimiser step {self.global_step} (batch sources: {', '.join(sources)})"
+        self._skip(msg)
+        return False
+
+    def _skip(self, msg: str) -> None:
+        """Count a skipped micro-batch (or step), or stop: under ``error`` and after too many in a row."""
         if self.nonfinite_loss == "error":
             raise NonFiniteLossError(msg + "; set model.nonfinite_loss=skip to skip such batches")
         self.skipped_batches += 1
+        self._consecutive_skips += 1
+        if self._consecutive_skips >= self.max_consecutive_skips:
+            raise NonFiniteLossError(
+                f"{msg}: {self._consecutive_skips} skips without an update in between (model.max_consecutive_skips="
+                f"{self.max_consecutive_skips}); the run cannot recover (a learning rate too high?). Stopping; "
+                "checkpoints already written are kept"
+            )
         log.warning("%s: skipped (%d so far)", msg, self.skipped_batches)
-        return False
+
+    def _any_rank(self, count: torch.Tensor) -> bool:
+        """True if ``count`` is non-zero on any rank (every rank must call it: one reduce)."""
+        if attached_trainer(self) is not None and self.trainer.world_size > 1:
+            count = self.trainer.strategy.reduce(count.to(self.device, torch.float32), reduce_op="sum")
+        return bool(count.item() > 0)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Before gradient clipping (which would spread a NaN into every gradient) and before the update.
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        self._step_updates = bool(grads)  # False when every micro-batch of the step was skipped
+        if not self._any_rank(_count_nonfinite(grads)):
+            return
+        self._step_updates = False
+        self._skip(f"non-finite gradient at optimiser step {self.global_step}")
+        optimizer.zero_grad(set_to_none=True)  # parameters without a gradient are left alone by the step
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        optimizer.step(closure=optimizer_closure)
+        if self._step_updates:
+            self._consecutive_skips = 0
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        bad = _count_nonfinite(params)
+        if self._any_rank(bad):
+            lr = optimizer.param_groups[0]["lr"]
+            raise NonFiniteLossError(
+                # global_step counts this step only once optimizer_step has returned.
+                f"{int(bad.item())} parameter tensors became non-finite after optimiser step {self.global_step + 1} "
+                f"(learning rate {lr:.3g}); stopping before a checkpoint of them is written"
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The guard in the save path: whoever saves (ModelCheckpoint, preemption, a user), a checkpoint with NaN
+        # or infinite weights never replaces a finite one.
+        tensors = [t for t in checkpoint.get("state_dict", {}).values() if torch.is_tensor(t)]
+        bad = _count_nonfinite(tensors)
+        if self._any_rank(bad):
+            raise NonFiniteLossError(
+                f"refusing to write a checkpoint at optimiser step {self.global_step}: {int(bad.item())} of "
+                f"{len(tensors)} tensors are non-finite (the previous checkpoint is kept)"
+            )
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Before the weights load: the config's model and optimiser settings win (model/resume.py).
+        if self.student is None:
+            return  # not configured (load_from_checkpoint): nothing to compare with
+        source = f"--ckpt_path {self.trainer.ckpt_path}" if attached_trainer(self) is not None else "the checkpoint"
+        reconcile(checkpoint, dict(self.hparams), self.state_dict(), source)
 
     def on_train_start(self) -> None:
         self._logger_step_aligned = False
