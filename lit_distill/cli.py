@@ -52,6 +52,7 @@ def _cli_class():
     from lit_distill.callbacks.consistency import StreamConsistency
     from lit_distill.callbacks.dmc import DMCCallback
     from lit_distill.callbacks.lark import LARKCallback
+    from lit_distill.callbacks.odm import ODMCallback
     from lit_distill.callbacks.preemption import Preemption
     from lit_distill.callbacks.summary import RunSummary
 
@@ -87,6 +88,7 @@ def _cli_class():
                 (LARKCallback, "lark"),
                 (StreamConsistency, "consistency"),
                 (TokenBudget, "budget"),
+                (ODMCallback, "odm"),
             )
             for cls, key in opt_in:
                 parser.add_lightning_class_args(cls, key, subclass_mode=True, required=False)

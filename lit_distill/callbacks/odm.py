@@ -1,7 +1,7 @@
 """ODMCallback: an online bandit mixer (ODM, Albalak et al. 2023) as a baseline for DMC.
 
 After every ``every_n_steps``-th optimiser step it takes the per-source training loss of that step from the
-module (``DistillModule.step_source_loss``, already reduced over ranks and micro-batches), folds it into
+module (``DistillModule.step_source_loss()``, reduced over ranks and micro-batches), folds it into
 EXP3's reward estimates (``scoring/odm.py``) and sets the next mixture. No probes, no generation: the cost is
 one small all-reduce per step, which is why ODM is the cheap adaptive baseline a DMC result must beat.
 """
@@ -45,14 +45,13 @@ class ODMCallback(SelectionCallback):
     def prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.state is None:
             self.state = Exp3State.start(len(trainer.datamodule.source_names))
-        pl_module.track_source_loss = True  # the module reduces per-source losses every step for us
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_start: bool) -> None:
         dm = trainer.datamodule
         if at_start:
             weights = exp3_weights(self.state.rewards, 1)  # uniform: no reward seen yet
         else:
-            losses = pl_module.step_source_loss
+            losses = pl_module.step_source_loss()
             if losses is None:
                 return  # every micro-batch of the step was skipped (non-finite): no reward to learn from
             previous = dm.sampler.source_weights

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from typing import Literal
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 from lit_distill.batch import student_inputs
@@ -332,6 +333,21 @@ class DistillModule(pl.LightningModule):
             metrics.update({f"train/loss/{name}": nan for name in self.trainer.datamodule.source_names})
             self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1, rank_zero_only=True)
         self._reset_step_stats()
+
+    def step_source_loss(self) -> np.ndarray | None:
+        """Mean training loss per source over the optimiser step being finished (all micro-batches, all ranks).
+
+        For callbacks that adapt the mixture every step (ODM): call it from ``on_train_batch_end`` at a step
+        boundary, which Lightning runs before this module's own hook resets the step's sums. NaN for sources
+        the step did not draw; None when every micro-batch was skipped. A collective: every rank must call it.
+        """
+        if self._step_source_ce is None:
+            return None
+        packet = torch.cat([self._step_source_ce, self._step_source_tokens])
+        if self.trainer.world_size > 1:
+            packet = self.trainer.strategy.reduce(packet.to(self.device), reduce_op="sum")
+        ce, tokens = packet.double().cpu().numpy().reshape(2, -1)
+        return np.where(tokens > 0, ce / np.maximum(tokens, 1e-12), np.nan)
 
     def _should_log(self) -> bool:
         every = self.trainer.log_every_n_steps
