@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers import fit_in_process, scalars
 from lit_distill.callbacks.odm import ODMCallback
 from lit_distill.scoring.odm import Exp3State, exp3_update
+
+from helpers import fit_in_process, scalars
 
 
 def test_odm_updates_the_mixture_every_step_from_the_step_losses(pool_dir, tokenizer_dir, tmp_path):
@@ -19,7 +20,7 @@ def test_odm_updates_the_mixture_every_step_from_the_step_losses(pool_dir, token
             super().run(trainer, pl_module, at_start)
 
     cb = Spy(every_n_steps=1, log_every_n_steps=1)
-    trainer, _, dm = fit_in_process(pool_dir, tokenizer_dir, tmp_path, [cb], max_steps=8)
+    _, _, dm = fit_in_process(pool_dir, tokenizer_dir, tmp_path, [cb], max_steps=8)
     # One update per step except after the last (nothing would train on it), plus the uniform start.
     assert [s for s, _ in cb.state.history] == list(range(8))
     np.testing.assert_allclose(cb.state.history[0][1], 0.25)
