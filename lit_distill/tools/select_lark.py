@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lit_distill.data.sources import SourceError
+from lit_distill.data.sources import SourceError, _load_file  # the loader's own reader: row indices agree
 from lit_distill.scoring.lark import RULES, select_pool
 from lit_distill.tools.score_lark import LarkPool, add_pool_arguments, load_pool, source_config
 
@@ -79,21 +79,17 @@ def join_scores(pool: LarkPool, scores: dict[tuple[str, int], float], scores_pat
 
 
 def _raw_rows(pool: LarkPool, file_index: int) -> list[dict]:
-    """The records of one pool file as written (row i is the loader's ``row`` i)."""
+    """The records of one pool file as the loader reads them (row i is the loader's ``row`` i).
+
+    The loader's own reader keeps values as written (no nulls filled in, no types unified) and repeats a row
+    with a list of generations once per generation, holding that generation: so ``(file, row)`` names one
+    candidate, and the selected record carries the chosen generation only.
+    """
     file = pool.files[file_index]
-    path = Path(file)
-    if path.suffix in (".json", ".jsonl") or pool.source.format in ("json", "jsonl"):
-        # Parse the text ourselves: datasets would fill absent keys with null and unify types across rows.
-        text = path.read_text(encoding="utf-8")
-        if text.lstrip().startswith("["):
-            return json.loads(text)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    if Path(file).is_file():
+        return list(_load_file(pool.source, file))
     import datasets
 
-    from lit_distill.data.sources import _load_file  # the loader's own reader, so row indices agree
-
-    if path.is_file():
-        return list(_load_file(pool.source, file))
     return list(datasets.load_dataset(file, split=pool.source.split))  # a hub source
 
 

@@ -40,11 +40,6 @@ def test_score_lark_scores_every_kept_generation_once(scored):
     assert [r["n_tokens"] for r in lines[:2]] == [19, 8]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="select_lark._raw_rows parses JSON files itself, one entry per line; it must use "
-    "sources._load_file, which gives one entry per candidate (lead: delete its JSON branch)",
-)
 def test_select_lark_writes_the_selected_generation(scored, tmp_path, capsys):
     pool, scores = scored
     out = tmp_path / "selected.jsonl"
