@@ -25,7 +25,7 @@ from pathlib import Path
 from lit_distill.demo.generator import DemoSpec, build_eval, build_pool
 
 SCHEME = "demo://"
-VERSION = "1"  # bump when the generator or the tokenizer recipe changes
+VERSION = "2"  # bump when the generator or the tokenizer recipe changes
 VOCAB_SIZE = 512
 # ChatML. The {% generation %} markers let transformers return assistant-token masks; the assistant
 # turn (with its <|im_end|> and newline) is exactly what formatting.py trains on.

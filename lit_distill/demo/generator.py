@@ -10,8 +10,12 @@ so that the sources differ in exactly the ways DMC and LARK measure:
   more tokens to fit; the student should find it less compatible early on.
 - ``noisy``: easy problems, stepwise-looking work where a step is often wrong and the error carries
   to the final answer (about 43% of final answers are wrong). The low-quality source.
-- ``hard``: 4-5 term chains with two-digit numbers, correct (stepwise, grouped, ramble). Harder than
-  the student can manage at first; useful later in training.
+- ``hard``: 4-5 term chains of one-digit numbers, correct (stepwise, grouped, lecture2). Longer chains
+  and running totals easy chains never reach: harder than the student can manage at first, useful
+  later in training, and learnable within the demo's budget, so held-out accuracy can tell mixtures apart.
+
+Every trajectory stays under ~120 tokens of the demo tokenizer, so the demo's generation budget (128)
+never cuts off a student that imitates any teacher.
 
 Each problem has K = 3 candidate trajectories from three different teachers (LARK selects within a
 problem). The held-out ``easy`` and ``hard`` evaluation sets are drawn first and their expressions are
@@ -90,13 +94,15 @@ class Problem:
 
 
 def sample_problem(rng: random.Random, difficulty: str) -> Problem:
-    """Draw one problem: easy = 2-3 terms of 0-9; hard = 4-5 terms, at least half of them 10-99."""
-    if difficulty == EASY:
-        terms = [rng.randint(0, 9) for _ in range(rng.randint(2, 3))]
-    else:
-        n = rng.randint(4, 5)
-        two_digit = set(rng.sample(range(n), rng.randint((n + 1) // 2, n)))
-        terms = [rng.randint(10, 99) if i in two_digit else rng.randint(0, 9) for i in range(n)]
+    """Draw one problem: easy = 2-3 terms of 0-9; hard = 4-5 terms of 0-9.
+
+    Hard chains need the same one-digit step as easy ones, but more of them and with running totals up
+    to +/-45 that easy chains never reach: hard enough that a small student needs most of the run for
+    them, learnable enough that held-out accuracy can separate mixtures (with two-digit terms a ~1M
+    student stayed near 1%, so no arm could differ there).
+    """
+    n = rng.randint(2, 3) if difficulty == EASY else rng.randint(4, 5)
+    terms = [rng.randint(0, 9) for _ in range(n)]
     return Problem(tuple(terms), tuple(rng.choice("+-") for _ in terms[1:]))
 
 
@@ -153,10 +159,7 @@ def lecture(problem: Problem, rng: random.Random) -> str:
             out.append(f"{lead} we add {b} to {a}, which {rng.choice(['gives', 'makes'])} {c}.")
         else:
             out.append(f"{lead} we subtract {b} from {a}, which {rng.choice(['leaves', 'gives'])} {c}.")
-    out += [
-        "There are no more numbers in the expression,",
-        f"so the result of {problem.expression} is {problem.value}.",
-    ]
+    out.append(f"So the result of {problem.expression} is {problem.value}.")
     return " ".join(out) + "\n" + _boxed(problem.value)
 
 
@@ -185,14 +188,11 @@ _FILLERS = ["Okay.", "Alright.", "Good, moving on.", "Hmm, fine.", "So far so go
 
 def ramble(problem: Problem, rng: random.Random) -> str:
     """Correct running totals buried in filler and self-checks."""
-    out = [rng.choice(_OPENERS).format(e=problem.expression), "Let me think about this step by step."]
+    out = [rng.choice(_OPENERS).format(e=problem.expression)]
     for a, op, b, c in problem.steps():
         check = f"{c} + {b} = {a}" if op == "-" else f"{c} - {b} = {a}"
         out += [f"{a} {op} {b} = {c}.", f"Let me double-check that: {check}, yes.", rng.choice(_FILLERS)]
-    out += [
-        f"Wait, did I copy the expression right? It is {problem.expression}. Yes.",
-        f"So the whole thing comes to {problem.value}.",
-    ]
+    out.append(f"So the whole thing comes to {problem.value}.")
     return " ".join(out) + "\n" + _boxed(problem.value)
 
 
@@ -235,7 +235,7 @@ SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "concise": (EASY, ("stepwise", "grouped", "terse")),
     "verbose": (EASY, ("lecture", "ramble", "lecture2")),
     "noisy": (EASY, ("sloppy60", "sloppy40", "sloppy30")),
-    "hard": (HARD, ("stepwise", "grouped", "ramble")),
+    "hard": (HARD, ("stepwise", "grouped", "lecture2")),
 }
 EVAL_SETS = (EASY, HARD)
 

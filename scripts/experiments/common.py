@@ -23,9 +23,16 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFL
 
 
 def overlay(run_dir: Path, seed: int, steps: int, val_every: int, extra: dict) -> dict:
-    """The YAML overlay for one run: its own log folder, seed, budget and evaluation cadence."""
+    """The YAML overlay for one run: its own log folder, seed, budget and evaluation cadence.
+
+    The seed sets the data order (``seed_everything``, ``data.seed``) and the student's random
+    initialisation (``model.student.init_seed``): seeds that shared one initialisation would understate
+    the run-to-run spread an arm comparison has to beat. (A run that loads ``init_checkpoint`` takes its
+    weights from there; give each seed its own warm checkpoint, see ``warm_checkpoint``.)
+    """
     cfg = {
         "seed_everything": seed,
+        "model": {"student": {"init_seed": seed}},
         "trainer": {
             "max_steps": steps,
             "val_check_interval": val_every,
@@ -50,10 +57,15 @@ def merge(a: dict, b: dict) -> dict:
 def fit(run_dir: Path, cfg: dict, base: Path = DEMO, extra_args: list[str] | None = None) -> dict:
     """Run ``lit-distill fit`` once (cached) and return its summary."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary = run_dir / "summary.json"
+    summary, written = run_dir / "summary.json", run_dir / "overlay.yaml"
     if summary.exists():
+        # A cached run is only reused for the same settings: a run from older settings (e.g. before seeds
+        # varied the initialisation) would silently stand in for the new arm.
+        if written.exists() and yaml.safe_load(written.read_text()) != yaml.safe_load(yaml.safe_dump(cfg)):
+            msg = f"{run_dir} holds a finished run with other settings ({written}); remove it or pass --out"
+            raise RuntimeError(msg)
         return json.loads(summary.read_text())
-    (run_dir / "overlay.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    written.write_text(yaml.safe_dump(cfg, sort_keys=False))
     cmd = [
         sys.executable,
         "-m",
@@ -76,9 +88,12 @@ def fit(run_dir: Path, cfg: dict, base: Path = DEMO, extra_args: list[str] | Non
     return data
 
 
-def warm_checkpoint(run_dir: Path, steps: int) -> str:
-    """A shared starting student: ``steps`` on the uniform mixture, no DMC, no evaluation; cached like every run."""
-    cfg = overlay(run_dir, 0, steps, 10**9, {
+def warm_checkpoint(run_dir: Path, steps: int, seed: int = 0) -> str:
+    """A starting student: ``steps`` on the uniform mixture, no DMC, no evaluation; cached like every run.
+
+    ``seed`` sets its initialisation and data order, so arms that start from it differ per seed as from scratch.
+    """
+    cfg = overlay(run_dir, seed, steps, 10**9, {
         "data": {"mixture": {"policy": "uniform"}}, "dmc": None, "trainer": {"limit_val_batches": 0},
     })  # fmt: skip
     return fit(run_dir, cfg)["checkpoint"]

@@ -3,8 +3,9 @@
     python scripts/experiments/lark.py              # everything (about 40 minutes on 2 CPU cores)
     python scripts/experiments/lark.py --report     # rewrite docs/experiments/lark.md from finished runs
 
-Every problem of the demo pool has K=3 candidate trajectories (three teacher styles). All arms start from the
-same warm student (``--warmup-steps`` on the uniform mixture, as a pretrained student would) and train
+Every problem of the demo pool has K=3 candidate trajectories (three teacher styles). All arms of a seed start
+from that seed's warm student (``--warmup-steps`` on the uniform mixture, as a pretrained student would; its
+initialisation and data order follow the seed, so seeds differ in both) and train
 ``--steps`` more optimiser steps on the balanced mixture at the same budget B of trajectories per problem:
 
 * ``all``: every candidate (no selection; B = K);
@@ -41,7 +42,6 @@ def arms(budget: int, refresh: int) -> dict[str, dict]:
 
 
 def run_arms(out: Path, args) -> dict:
-    ckpt = warm_checkpoint(out / "warm", args.warmup_steps)
     results: dict[str, list[dict]] = {}
     for arm, extra in arms(args.budget, args.refresh).items():
         if args.arms and arm not in args.arms:
@@ -50,6 +50,7 @@ def run_arms(out: Path, args) -> dict:
             run = out / f"{arm}_s{seed}"
             if args.cached_only and not (run / "summary.json").exists():
                 continue
+            ckpt = warm_checkpoint(out / f"warm_s{seed}", args.warmup_steps, seed)
             cfg = overlay(run, seed, args.steps, args.val_every, {
                 "model": {"student": {"init_checkpoint": ckpt}, "scheduler": {"warmup_steps": 0}},
                 "dmc": None, **extra,
@@ -90,8 +91,9 @@ def report(out: Path, res: dict, args) -> str:
         f"--refresh {args.refresh} --warmup-steps {args.warmup_steps} --seeds {' '.join(map(str, args.seeds))}`. "
         f"Machine: 2 CPU cores, no GPU. Raw numbers: `{out / 'results.json'}`.",
         "",
-        f"Every problem has K=3 teacher trajectories; the selecting arms keep B={args.budget} per problem. All arms "
-        f"start from the same warm student ({args.warmup_steps} steps on the uniform mixture) and train "
+        f"Every problem has K=3 teacher trajectories; the selecting arms keep B={args.budget} per problem. The arms "
+        f"of a seed start from that seed's warm student ({args.warmup_steps} steps on the uniform mixture; the seed "
+        "sets its initialisation and data order) and train "
         f"{args.steps} more steps on the balanced source mixture (no warm-up of the learning rate), evaluated "
         f"every {args.val_every} steps on the held-out easy and hard sets.",
         "",
