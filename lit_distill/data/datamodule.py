@@ -30,8 +30,9 @@ from lit_distill.data.collate import collate_train
 from lit_distill.data.evalset import PromptCollator, PromptSet, ShardedPrompts
 from lit_distill.data.formatting import tokenise_prompts, tokenise_source
 from lit_distill.data.pool import Pool, with_quality
+from lit_distill.data.readers import unit
 from lit_distill.data.sampler import BatchPlan, MixtureSampler
-from lit_distill.data.sources import SourceConfig, check_source_names, load_source
+from lit_distill.data.sources import SourceConfig, check_problem_questions, check_source_names, load_source
 from lit_distill.distributed import even_shard
 from lit_distill.scoring import policies
 from lit_distill.tokenizer import load_tokenizer
@@ -183,9 +184,12 @@ class DistillDataModule(pl.LightningDataModule):
         if len(set(names)) != len(names):
             raise ValueError(f"source names must be unique, got {names}")
         tok = self.load_tokenizer()
+        loaded = [load_source(cfg, self.num_proc) for cfg in self.source_configs]
+        # Sources sharing a problem_namespace share problem ids: the same id must ask the same question across
+        # them too (each source checked its own rows already), before anything is tokenised.
+        check_problem_questions(loaded, "pool")
         tables, counts = [], []
-        for cfg in self.source_configs:
-            ds, files = load_source(cfg, self.num_proc)
+        for ds, files in loaded:
             ds, stats = tokenise_source(ds, tok, files, self.max_length, self.overflow, self.num_proc)
             tables.append(with_quality(ds))
             counts.append((stats.truncated, stats.dropped))
@@ -209,9 +213,10 @@ class DistillDataModule(pl.LightningDataModule):
             ds, files = load_source(cfg)
             missing = [i for i, a in enumerate(ds["answer"]) if not a]
             if missing:
+                first = files[ds["file"][missing[0]]]
                 raise ValueError(
-                    f"evaluation source '{cfg.name}': row {missing[0]} has no reference answer "
-                    f"({len(missing)} rows without one)"
+                    f"evaluation source '{cfg.name}': {first}, {unit(first)} {ds['line'][missing[0]]} has no "
+                    f"reference answer ({len(missing)} rows without one)"
                 )
             ds = tokenise_prompts(ds, tok, files, self.max_length)
             names.append(cfg.name)
