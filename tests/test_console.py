@@ -83,19 +83,19 @@ def test_samples_show_the_roles(resumed_run):
         if "val/samples/text_summary" in acc.Tags()["tensors"]
         for event in acc.Tensors("val/samples/text_summary")
     ]
-    assert texts and all("**user**" in t and "**assistant** (student)" in t for t in texts), texts[:1]
+    assert texts and all("**user**" in t and "**assistant (student)**" in t for t in texts), texts[:1]
 
 
-def test_format_sample_splits_chatml_turns_and_keeps_other_templates_verbatim():
+def test_format_sample_splits_chatml_turns_and_keeps_other_templates_whole():
     prompt = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n1+2<|im_end|>\n<|im_start|>assistant\n"
-    text = format_sample(prompt, " 3 ", "3")
-    assert text.splitlines() == [
-        "**system**: Be brief.  ",
-        "**user**: 1+2  ",
-        "**assistant** (student): 3  ",
+    text = format_sample(prompt, " #### 3\n", "3")
+    assert text.split("\n") == [
+        *("**system**", "```", "Be brief.", "```"),
+        *("**user**", "```", "1+2", "```"),
+        *("**assistant (student)**", "```", "#### 3", "```"),
         "**reference answer**: 3",
     ]
-    assert "```\n[INST] 1+2 [/INST]\n```" in format_sample("[INST] 1+2 [/INST]", "3", "3")
+    assert format_sample("[INST] 1+2 [/INST]", "3", "3").startswith("**prompt**\n```\n[INST] 1+2 [/INST]\n```")
 
 
 def test_progress_bar_counts_optimiser_steps_of_max_steps():

@@ -88,9 +88,14 @@ def dashboard_layout() -> dict:
         },
         "mixture": {
             "source weights": ["Multiline", [r"^mixture/[^/]+$"]],
-            "DMC value per source": ["Multiline", [r"^dmc/[^/]+$"]],
+            "DMC value per source": ["Multiline", [r"^dmc/(?!seconds$)[^/]+$"]],
             "capability per source": ["Multiline", [r"^dmc/capability/"]],
             "difficulty per source": ["Multiline", [r"^dmc/difficulty/"]],
+        },
+        "selection": {
+            "LARK: loss of selected vs unselected": ["Multiline", [r"^lark/loss_(un)?selected$"]],
+            "LARK: selected share per source": ["Multiline", [r"^lark/selected_share/"]],
+            "seconds per selection run": ["Multiline", [r"^[a-z]+/seconds$"]],
         },
         "validation": {
             "accuracy per held-out set": ["Multiline", [r"^val/accuracy"]],

@@ -431,10 +431,10 @@ _CHATML_TURN = re.compile(r"<\|im_start\|>(\w+)\n(.*?)(?:<\|im_end\|>|$)", re.DO
 def format_sample(prompt: str, output: str, reference: str | None) -> str:
     """One validation sample as TensorBoard markdown: each turn under its role, then the student's answer.
 
-    ChatML prompts are split into their turns; other templates are shown verbatim in a code block (TensorBoard's
-    markdown would swallow ``<...>`` markers as HTML).
+    ChatML prompts are split into their turns; other templates are shown whole. Texts go in code blocks:
+    TensorBoard renders markdown, so a student's ``####`` or ``<...>`` would otherwise become headings or HTML.
     """
     turns = [(role, text.strip()) for role, text in _CHATML_TURN.findall(prompt) if text.strip()]
-    lines = [f"**{role}**: {text}" for role, text in turns] if turns else [f"```\n{prompt.strip()}\n```"]
-    lines += [f"**assistant** (student): {output.strip()}", f"**reference answer**: {reference}"]
-    return "  \n".join(lines)
+    turns = (turns or [("prompt", prompt.strip())]) + [("assistant (student)", output.strip())]
+    blocks = [f"**{role}**\n```\n{text}\n```" for role, text in turns]
+    return "\n".join([*blocks, f"**reference answer**: {reference}"])
