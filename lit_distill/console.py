@@ -81,7 +81,20 @@ class StepRichProgressBar(RichProgressBar):
         self._sync_train_bar(self.trainer)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        super().on_train_epoch_start(trainer, pl_module)
+        # RichProgressBar's own version, without the per-epoch reset to 0/<batches> (it would show for a frame).
+        if self.is_disabled:
+            return
+        if self.train_progress_bar_id is not None and self._leave:
+            self._stop_progress()
+            self._init_progress(trainer)
+        if self.progress is not None and self.train_progress_bar_id is None:
+            description = self._get_train_description(0)
+            if self.theme.description:
+                description = f"[{self.theme.description}]{description}"
+            # Created at the step reached, so no frame shows 0/<max_steps> after a resume.
+            self.train_progress_bar_id = self.progress.add_task(
+                description, total=total_steps(trainer), completed=trainer.global_step
+            )
         self._sync_train_bar(trainer)
         self.refresh()
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from rich.progress import Progress
 
 from lit_distill.console import StepRichProgressBar, default_callbacks, total_steps
 from lit_distill.model.module import format_sample
@@ -99,14 +98,18 @@ def test_format_sample_splits_chatml_turns_and_keeps_other_templates_whole():
 
 
 def test_progress_bar_counts_optimiser_steps_of_max_steps():
+    from lightning.pytorch.callbacks.progress.rich_progress import CustomProgress
+
     bar = StepRichProgressBar()
-    bar.progress = Progress()
-    bar.train_progress_bar_id = bar.progress.add_task("x", total=4)  # Lightning's: micro-batches of an epoch
-    trainer = SimpleNamespace(max_steps=600, global_step=12)
-    bar._sync_train_bar(trainer)
+    bar.progress = CustomProgress(auto_refresh=False)
+    trainer = SimpleNamespace(max_steps=600, global_step=12)  # a resumed fit
+    bar.on_train_epoch_start(trainer, None)
     task = bar.train_progress_bar
-    assert (task.completed, task.total) == (12, 600)
-    assert "Epoch" not in bar._get_train_description(1)
+    assert (task.completed, task.total) == (12, 600)  # not 0/<micro-batches of an epoch>
+    assert "Epoch" not in task.description
+    trainer.global_step = 13
+    bar._sync_train_bar(trainer)
+    assert task.completed == 13
     assert total_steps(SimpleNamespace(max_steps=-1, estimated_stepping_batches=float("inf"))) is None
 
 
