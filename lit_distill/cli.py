@@ -48,6 +48,7 @@ def _cli_class():
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
+    from lit_distill import console
     from lit_distill.callbacks.budget import TokenBudget
     from lit_distill.callbacks.consistency import StreamConsistency
     from lit_distill.callbacks.dmc import DMCCallback
@@ -55,6 +56,8 @@ def _cli_class():
     from lit_distill.callbacks.odm import ODMCallback
     from lit_distill.callbacks.preemption import Preemption
     from lit_distill.callbacks.summary import RunSummary
+
+    console.quiet()
 
     class DistillCLI(LightningCLI):
         """LightningCLI with the model's tokenizer injected into the data and our default callbacks."""
@@ -102,7 +105,8 @@ def _cli_class():
             keys = self._parser(self.subcommand).callback_keys
             extra = [c for c in (self._get(self.config_init, k) for k in keys) if c is not None]
             config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-            return self._instantiate_trainer(config, extra)
+            extra += console.default_callbacks(config, extra)  # step progress bar, TensorBoard layout
+            return console.quiet_loggers(self._instantiate_trainer(config, extra))
 
     return DistillCLI
 
@@ -147,7 +151,8 @@ TRAINER_DEFAULTS = {
     "plugins": {"class_path": "lit_distill.checkpoint.AtomicCheckpointIO"},
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": {"save_dir": "runs", "name": "lit-distill"},
+        # No hp_metric placeholder scalar (console.quiet_loggers also drops it for configs naming the logger).
+        "init_args": {"save_dir": "runs", "name": "lit-distill", "default_hp_metric": False},
     },
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -125,7 +126,22 @@ def write_student(
         record["adapter"] = False
     tokenizer.save_pretrained(output)
     (output / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    readable_by_others(output)
     return output
+
+
+def readable_by_others(directory: Path) -> None:
+    """Give every file under ``directory`` the mode a plain ``open()`` would (0666 minus the umask).
+
+    safetensors writes ``model.safetensors`` with mode 0600 (a private temporary file renamed into place), so
+    an export meant to be shared or served would be unreadable to everyone but its writer.
+    """
+    umask = os.umask(0)
+    os.umask(umask)  # reading the umask means setting it: put it straight back
+    mode = 0o666 & ~umask
+    for path in directory.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
 
 
 def export_checkpoint(

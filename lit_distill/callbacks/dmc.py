@@ -248,6 +248,7 @@ class DMCCallback(SelectionCallback):
         log_metrics(trainer, {k: float(v) for k, v in metrics.items() if not math.isnan(float(v))})
         table = ", ".join(f"{n} {results[n].value:.3f}->{w:.2f}" for n, w in zip(names, weights, strict=True))
         log.info("step %d DMC (value->weight): %s [%.1fs]", trainer.global_step, table, elapsed)
+        self._write_figure(trainer)  # the stacked-area figure grows with every update, not only at fit end
 
     def _write_figure(self, trainer: pl.Trainer) -> None:
         names = trainer.datamodule.source_names

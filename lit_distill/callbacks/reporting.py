@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import lightning.pytorch as pl
 import numpy as np
 
 
@@ -68,4 +69,47 @@ def add_figure(trainer, tag: str, fig, filename: str | None = None) -> None:
     for logger in trainer.loggers:
         writer = getattr(logger, "experiment", None)
         if hasattr(writer, "add_figure"):
-            writer.add_figure(tag, fig, global_step=logger_step(trainer))
+            writer.add_figure(tag, fig, global_step=logger_step(trainer), close=False)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # one figure per DMC update: open figures would pile up (and matplotlib warns at 20)
+
+
+def dashboard_layout() -> dict:
+    """TensorBoard custom-scalar layout: the per-source curves overlaid in one chart each.
+
+    ``{category: {chart title: ["Multiline", [tag regexes]]}}``, as ``SummaryWriter.add_custom_scalars`` takes.
+    """
+    # Regexes over tag names, so one layout fits any set of sources.
+    return {
+        "training": {
+            "loss per source": ["Multiline", [r"^train/loss/"]],
+            "loss": ["Multiline", [r"^train/loss$"]],
+        },
+        "mixture": {
+            "source weights": ["Multiline", [r"^mixture/[^/]+$"]],
+            "DMC value per source": ["Multiline", [r"^dmc/(?!seconds$)[^/]+$"]],
+            "capability per source": ["Multiline", [r"^dmc/capability/"]],
+            "difficulty per source": ["Multiline", [r"^dmc/difficulty/"]],
+        },
+        "selection": {
+            "LARK: loss of selected vs unselected": ["Multiline", [r"^lark/loss_(un)?selected$"]],
+            "LARK: selected share per source": ["Multiline", [r"^lark/selected_share/"]],
+            "seconds per selection run": ["Multiline", [r"^[a-z]+/seconds$"]],
+        },
+        "validation": {
+            "accuracy per held-out set": ["Multiline", [r"^val/accuracy"]],
+        },
+    }
+
+
+class DashboardLayout(pl.Callback):
+    """Writes :func:`dashboard_layout` to TensorBoard once per fit, at fit start, from rank 0."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            writer = getattr(logger, "experiment", None)
+            if hasattr(writer, "add_custom_scalars"):
+                writer.add_custom_scalars(dashboard_layout())

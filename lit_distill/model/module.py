@@ -13,6 +13,7 @@ Metrics are logged once per optimiser step (not per micro-batch): ``train/loss``
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import asdict
 from typing import Literal
@@ -154,7 +155,7 @@ class DistillModule(pl.LightningModule):
             return  # configure_model runs for every fit/validate/test call
         lm = build_causal_lm(self.student_config, vocab_size=len(self.tokenizer))
         if self.student_config.gradient_checkpointing:
-            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         if self.lora_config is not None:
             lm = apply_lora(lm, self.lora_config)
             if self.student_config.gradient_checkpointing:
@@ -397,11 +398,12 @@ class DistillModule(pl.LightningModule):
         if writer is None or not hasattr(writer, "add_text"):
             return
         n = self.generation.samples_to_log
-        prompts = self.tokenizer.batch_decode(batch["input_ids"][:n], skip_special_tokens=True)
-        rows = [
-            f"**prompt** {p.strip()}  \n**output** {t.strip()}  \n**reference** {a}"
-            for p, t, a in zip(prompts, texts[:n], batch["answers"][:n], strict=False)
+        # Keep the template's role markers (some are special tokens) but not the left padding.
+        prompts = [
+            self.tokenizer.decode(ids[mask.bool()], skip_special_tokens=False)
+            for ids, mask in zip(batch["input_ids"][:n], batch["attention_mask"][:n], strict=True)
         ]
+        rows = [format_sample(p, t, a) for p, t, a in zip(prompts, texts[:n], batch["answers"][:n], strict=False)]
         writer.add_text("val/samples", "\n\n---\n\n".join(rows), self.global_step)
 
     def on_validation_epoch_end(self) -> None:
@@ -421,3 +423,18 @@ class DistillModule(pl.LightningModule):
 
     test_step = validation_step
     on_test_epoch_end = on_validation_epoch_end
+
+
+_CHATML_TURN = re.compile(r"<\|im_start\|>(\w+)\n(.*?)(?:<\|im_end\|>|$)", re.DOTALL)
+
+
+def format_sample(prompt: str, output: str, reference: str | None) -> str:
+    """One validation sample as TensorBoard markdown: each turn under its role, then the student's answer.
+
+    ChatML prompts are split into their turns; other templates are shown whole. Texts go in code blocks:
+    TensorBoard renders markdown, so a student's ``####`` or ``<...>`` would otherwise become headings or HTML.
+    """
+    turns = [(role, text.strip()) for role, text in _CHATML_TURN.findall(prompt) if text.strip()]
+    turns = (turns or [("prompt", prompt.strip())]) + [("assistant (student)", output.strip())]
+    blocks = [f"**{role}**\n```\n{text}\n```" for role, text in turns]
+    return "\n".join([*blocks, f"**reference answer**: {reference}"])
