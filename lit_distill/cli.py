@@ -26,8 +26,11 @@ import os
 import sys
 from pathlib import Path
 
+from lit_distill.errors import run_reported
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we fork DataLoader workers after tokenising
 log = logging.getLogger("lit_distill.cli")
+_PARSERS: list = []  # the LightningCLI parser of this process, once built
 
 
 def _configure_logging() -> None:
@@ -63,6 +66,11 @@ def _cli_class():
         def subcommands() -> dict[str, set[str]]:
             # No `predict`: DistillModule has no forward/predict_step (generation is evaluation's job).
             return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
+
+        def init_parser(self, **kwargs):
+            parser = super().init_parser(**kwargs)
+            _PARSERS.append(parser)  # for "did you mean" when a key is unknown (lit_distill.errors)
+            return parser
 
         def _parse_ckpt_path(self) -> None:
             # LightningCLI would load the checkpoint's hyper-parameters over the config and the command line, so
@@ -168,7 +176,8 @@ def run_lightning(args: list[str]) -> None:
             args=None if args == sys.argv[1:] else args,
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
+            # exit_on_error=False: a config mistake raises, and lit_distill.errors prints one line (no usage dump).
+            parser_kwargs={"exit_on_error": False, **({"parser_mode": "omegaconf"} if _has_omegaconf() else {})},
             # DistillModule.configure_optimizers is the optimiser (model.optimizer / model.scheduler); the CLI's
             # generic --optimizer/--lr_scheduler would build one before the student exists.
             auto_configure_optimizers=False,
@@ -229,8 +238,8 @@ def main(argv: list[str] | None = None) -> None:
         import importlib
 
         module, func = TOOLS[argv[0]].split(":")
-        sys.exit(getattr(importlib.import_module(module), func)(argv[1:]))
-    run_lightning(argv)
+        sys.exit(run_reported(getattr(importlib.import_module(module), func), argv[1:]))
+    run_reported(run_lightning, argv, parser_of=lambda: _PARSERS[-1] if _PARSERS else None)
 
 
 if __name__ == "__main__":

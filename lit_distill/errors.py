@@ -1,0 +1,104 @@
+"""One-line errors for the ``lit-distill`` command: known exceptions become ``lit-distill: error: ...``.
+
+A person who mistyped a key, pointed at a missing file or asked for a GPU the machine lacks needs one line
+that names the key, file or setting, not a usage dump or a 100-line traceback. ``cli.main`` runs every
+sub-command through ``run_reported``; the traceback is kept behind ``--debug`` or ``LIT_DISTILL_DEBUG=1``
+(exceptions are then re-raised unchanged).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable
+
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "LIT_DISTILL_DEBUG"
+ERROR_EXIT_CODE = 1
+HINT = f"(run with {DEBUG_FLAG} or {DEBUG_ENV}=1 for the traceback)"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work, found before any data is tokenised; the message names the key."""
+
+
+class MissingModelFolderError(FileNotFoundError):
+    """A local model or tokenizer folder that does not exist (reported as such, not as a failed hub download)."""
+
+
+def debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
+    """(traceback wanted, argv without ``--debug``)."""
+    env = os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return env or DEBUG_FLAG in argv, [a for a in argv if a != DEBUG_FLAG]
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def load_local_or_hub(load: Callable, path, **kwargs):
+    """``load(path, **kwargs)`` (a ``from_pretrained``); a failure for a path that is not on disk is reported as
+    the missing local folder it most likely is, not as the hub download ``from_pretrained`` then attempted."""
+    try:
+        return load(path, **kwargs)
+    except Exception as exc:
+        if not isinstance(path, str) or os.path.exists(path):
+            raise
+        cause = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise MissingModelFolderError(
+            f"model folder {path!r} does not exist (working directory {os.getcwd()}); "
+            f"as a hub id it could not be loaded either: {cause[:160]}"
+        ) from exc
+
+
+def _unknown_key_hint(message: str, parser) -> str:
+    match = re.search(r"unrecognized arguments: --([\w.]+)", message) or re.search(r"[Kk]ey '([\w.]+)'", message)
+    if not match or parser is None:
+        return ""
+    keys = [d.lstrip("-") for a in getattr(parser, "_actions", []) for d in a.option_strings]
+    for sub in (getattr(parser, "_subcommands_action", None) and parser._subcommands_action.choices.values()) or []:
+        keys += [d.lstrip("-") for a in sub._actions for d in a.option_strings]
+    return did_you_mean(match.group(1), keys)
+
+
+def one_line(exc: BaseException, parser=None) -> str:
+    """The message a person reads for ``exc``: its first meaningful line, prefixed where the type says more."""
+    name = type(exc).__name__
+    text = str(exc).strip()
+    if name == "MisconfigurationException" and re.search(r"(CUDA|GPU|MPS|accelerator).*not available", text, re.S):
+        return (
+            "trainer.accelerator asks for a GPU but none is available on this machine "
+            "(use --trainer.accelerator cpu or auto)"
+        )
+    if name in ("ArgumentError", "NSKeyError") or "jsonargparse" in type(exc).__module__:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        # jsonargparse nests the cause: the last line names the key and the value.
+        first = lines[0] if lines else name
+        detail = lines[-1] if len(lines) > 1 else ""
+        msg = first if not detail or detail in first else f"{first} {detail}"
+        return "config: " + msg.rstrip(".") + _unknown_key_hint(text, parser)
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if isinstance(exc, FileNotFoundError | MissingModelFolderError | ValueError | KeyError | OSError) and first:
+        return first
+    return f"{name}: {first}" if first else name
+
+
+def run_reported(func: Callable[[list[str]], object], argv: list[str], parser_of=None) -> object:
+    """Run ``func(argv)``; an exception (not SystemExit/KeyboardInterrupt) becomes one line on stderr and exit 1.
+
+    ``parser_of`` (optional) returns the parser that was in use, for "did you mean" on unknown keys.
+    """
+    debug, argv = debug_requested(argv)
+    try:
+        return func(argv)
+    except Exception as exc:
+        if debug:
+            raise
+        parser = parser_of() if parser_of else None
+        print(f"lit-distill: error: {one_line(exc, parser)}", file=sys.stderr)
+        print(HINT, file=sys.stderr)
+        raise SystemExit(ERROR_EXIT_CODE) from None
