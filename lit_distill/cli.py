@@ -109,6 +109,9 @@ def _cli_class():
             # An opt-in key that is absent instantiates to None; LightningCLI would hand that to the Trainer.
             keys = self._parser(self.subcommand).callback_keys
             extra = [c for c in (self._get(self.config_init, k) for k in keys) if c is not None]
+            for c in extra:  # checked on the loaded sources, before tokenising (DistillDataModule.build_pool)
+                if getattr(c, "needs_capability", False) and self.datamodule is not None:
+                    self.datamodule.answers_required = f"DMC variant {c.config.variant} (dmc.init_args.dmc.variant)"
             config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
             return self._instantiate_trainer(config, extra)
 
