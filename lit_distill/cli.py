@@ -105,6 +105,9 @@ def _cli_class():
             if self.subcommand == "fit":
                 _resume_in_place(self.config.fit)
 
+        def before_fit(self) -> None:
+            _check_resume_batch(self.datamodule, self.trainer, self.config.fit.get("ckpt_path"))
+
         def instantiate_trainer(self, **kwargs):
             # An opt-in key that is absent instantiates to None; LightningCLI would hand that to the Trainer.
             keys = self._parser(self.subcommand).callback_keys
@@ -149,6 +152,21 @@ def _resume_in_place(cfg) -> None:
         return
     init.version = version
     log.info("--ckpt_path last: resuming %s/version_%d", Path(init.save_dir, init.get("name") or ""), version)
+
+
+def _check_resume_batch(datamodule, trainer, ckpt_path) -> None:
+    """Refuse a resume with another global batch now, not after every source has been tokenised."""
+    if ckpt_path == "last" and trainer.logger is not None and trainer.logger.log_dir:
+        ckpt_path = str(Path(trainer.logger.log_dir, "checkpoints", "last.ckpt"))
+    if datamodule is None or not ckpt_path or not Path(ckpt_path).is_file():
+        return  # no checkpoint, a sharded one (a directory) or one Lightning will report itself
+    import torch
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    state = ckpt.get(type(datamodule).__qualname__)
+    global_batch = datamodule.micro_batch_size * trainer.world_size * trainer.accumulate_grad_batches
+    if state and hasattr(datamodule, "check_global_batch"):
+        datamodule.check_global_batch(state, global_batch)
 
 
 TRAINER_DEFAULTS = {

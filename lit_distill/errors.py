@@ -69,7 +69,8 @@ def one_line(exc: BaseException, parser=None) -> str:
     """The message a person reads for ``exc``: its first meaningful line, prefixed where the type says more."""
     name = type(exc).__name__
     text = str(exc).strip()
-    if name == "MisconfigurationException" and re.search(r"(CUDA|GPU|MPS|accelerator).*not available", text, re.S):
+    gpu = re.search(r"\b(cuda|gpu|mps)\b", text, re.I) and re.search(r"not available|no supported", text, re.I)
+    if name == "MisconfigurationException" and gpu:
         return (
             "trainer.accelerator asks for a GPU but none is available on this machine "
             "(use --trainer.accelerator cpu or auto)"
@@ -81,6 +82,11 @@ def one_line(exc: BaseException, parser=None) -> str:
         detail = lines[-1] if len(lines) > 1 else ""
         msg = first if not detail or detail in first else f"{first} {detail}"
         return "config: " + msg.rstrip(".") + _unknown_key_hint(text, parser)
+    if text.startswith("Does not validate against any of the Union subtypes"):
+        # jsonargparse: a constructor (or __post_init__) refused an optional value; its message is a "- " line
+        # beside "Expected a <class 'NoneType'>" (the other member of the Optional).
+        causes = [ln.strip()[2:] for ln in text.splitlines() if ln.strip().startswith("- ")]
+        text = next((c for c in causes if not c.startswith("Expected a ")), text)
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     if isinstance(exc, FileNotFoundError | MissingModelFolderError | ValueError | KeyError | OSError) and first:
         return first

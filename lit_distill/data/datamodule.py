@@ -440,13 +440,19 @@ class DistillDataModule(pl.LightningDataModule):
             return
         self._load(state)
 
-    def _load(self, state: Mapping) -> None:
-        if int(state["global_batch_size"]) != self.global_batch_size:
-            raise ValueError(
+    def check_global_batch(self, state: Mapping, global_batch_size: int | None = None) -> None:
+        """Refuse a checkpoint's data state written with another global batch (the CLI calls this before
+        tokenising, with the trainer's topology; ``_load`` again when the state is restored)."""
+        now = self.global_batch_size if global_batch_size is None else global_batch_size
+        if state and int(state["global_batch_size"]) != now:
+            raise ConfigError(
                 f"the checkpoint was written with a global batch of {state['global_batch_size']} examples; "
-                f"this run has {self.global_batch_size} (micro batch x devices x accumulation must match "
-                "to resume the same data stream)"
+                f"this run has {now} (data.micro_batch_size x devices x trainer.accumulate_grad_batches must "
+                "match to resume the same data stream)"
             )
+
+    def _load(self, state: Mapping) -> None:
+        self.check_global_batch(state)
         self.sampler.load_state_dict(state["sampler"])
         self.consumed = int(state["consumed"])
         plan = state["plan"]
