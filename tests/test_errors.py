@@ -114,10 +114,10 @@ def test_missing_model_folder_and_missing_gpu(pool_dir, tokenizer_dir, tmp_path,
 def test_debug_flag_and_environment_keep_the_traceback(pool_dir, tokenizer_dir, tmp_path, monkeypatch, no_tokenising):
     cfg = write_config(tiny_config(pool_dir, tokenizer_dir, tmp_path), tmp_path / "c.yaml")
     bad = ["fit", "--config", str(cfg), "--data.mixture.policy", "static"]
-    with pytest.raises(ValueError, match="needs data.mixture.weights"):  # as jsonargparse raised it
+    with pytest.raises(ValueError, match=r"needs data\.mixture\.weights"):  # as jsonargparse raised it
         cli.main([*bad, "--debug"])
     monkeypatch.setenv("LIT_DISTILL_DEBUG", "1")
-    with pytest.raises(ValueError, match="needs data.mixture.weights"):
+    with pytest.raises(ValueError, match=r"needs data\.mixture\.weights"):
         cli.main(bad)
     cfg = tiny_config(pool_dir, tokenizer_dir, tmp_path)
     cfg["model"]["student"] = {"path": str(tmp_path / "nowhere")}
