@@ -48,10 +48,15 @@ def load_local_or_hub(load: Callable, path, **kwargs):
     except Exception as exc:
         if not isinstance(path, str) or os.path.exists(path):
             raise
-        cause = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        # Lead with what a person can act on: the folder is not there. The hub attempt is mentioned only when the
+        # path could be a hub id (org/name) and the hub was reachable in principle (not HF_HUB_OFFLINE).
+        hint = ""
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("", "0", "false")
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", path) and not offline:
+            cause = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            hint = f"; as a hub id it failed too: {cause[:200]}"
         raise MissingModelFolderError(
-            f"model folder {path!r} does not exist (working directory {os.getcwd()}); "
-            f"as a hub id it could not be loaded either: {cause[:160]}"
+            f"model folder {path!r} does not exist (working directory {os.getcwd()}){hint}"
         ) from exc
 
 

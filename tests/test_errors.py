@@ -123,3 +123,28 @@ def test_debug_flag_and_environment_keep_the_traceback(pool_dir, tokenizer_dir, 
     cfg["model"]["student"] = {"path": str(tmp_path / "nowhere")}
     with pytest.raises(MissingModelFolderError):
         cli.main(["fit", "--config", str(write_config(cfg, tmp_path / "m.yaml"))])
+
+
+def test_one_line_mapping_and_missing_folder_wording(tmp_path, monkeypatch):
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from lit_distill.errors import load_local_or_hub, one_line
+
+    # Checked here too, so a machine with a GPU (where the CLI case above is skipped) still covers the mapping.
+    assert "trainer.accelerator" in one_line(MisconfigurationException("No supported gpu backend found!"))
+    nested = "Does not validate against any of the Union subtypes\nErrors:\n  - lark.budget must be >= 1\n  - Expected"
+    assert one_line(ValueError(nested)) == "lark.budget must be >= 1"
+
+    def hub_fails(path, **kwargs):
+        raise OSError(f"We couldn't connect to 'https://huggingface.co' to load {path}\n(130 more lines)")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingModelFolderError) as err:
+        load_local_or_hub(hub_fails, "models/Qwen2.5-0.5B-Instruct")
+    assert "does not exist" in str(err.value) and "huggingface" not in str(err.value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # online: an org/name path may have been meant as a hub id
+    with pytest.raises(MissingModelFolderError, match="as a hub id it failed too: We couldn't connect"):
+        load_local_or_hub(hub_fails, "Qwen/Qwen2.5-0.5B-Instruct")
+    with pytest.raises(OSError, match="couldn't connect") as err:  # the folder exists: the loader's own error
+        load_local_or_hub(hub_fails, str(tmp_path))
+    assert not isinstance(err.value, MissingModelFolderError)
