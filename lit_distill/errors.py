@@ -61,13 +61,44 @@ def load_local_or_hub(load: Callable, path, **kwargs):
 
 
 def _unknown_key_hint(message: str, parser) -> str:
-    match = re.search(r"unrecognized arguments: --([\w.]+)", message) or re.search(r"[Kk]ey '([\w.]+)'", message)
+    patterns = (r"unrecognized arguments: --([\w.]+)", r"[Kk]ey '([\w.]+)'", r"does not accept option '([\w.]+)'")
+    match = next((m for m in (re.search(p, message) for p in patterns) if m), None)
     if not match or parser is None:
         return ""
     keys = [d.lstrip("-") for a in getattr(parser, "_actions", []) for d in a.option_strings]
     for sub in (getattr(parser, "_subcommands_action", None) and parser._subcommands_action.choices.values()) or []:
         keys += [d.lstrip("-") for a in sub._actions for d in a.option_strings]
     return did_you_mean(match.group(1), keys)
+
+
+# jsonargparse's nested explanation lines that say nothing about what is wrong.
+_NOISE = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Expected a ", "Problem with given")
+
+
+def _jsonargparse_line(text: str, parser) -> str:
+    lines = [ln.strip().removeprefix("- ").strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "invalid configuration"
+    key = re.match(r'Parser key "([^"]+)"', lines[0])
+    specific = [ln for ln in lines[1:] if not ln.startswith(_NOISE)]
+    msg = f"{key.group(1)}: {specific[0]}" if key and specific else lines[0]
+    return msg.rstrip(".:") + (_unknown_key_hint(text, parser) or _init_arg_hint(text))
+
+
+def _init_arg_hint(text: str) -> str:
+    """ "did you mean" for an unknown ``init_args`` option of a ``class_path`` (its constructor's parameters)."""
+    import importlib
+    import inspect
+
+    cls, option = re.search(r"class_path '([\w.]+)'", text), re.search(r"Option '(\w+)' is not accepted", text)
+    if not (cls and option):
+        return ""
+    module, _, name = cls.group(1).rpartition(".")
+    try:
+        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return ""
+    return did_you_mean(option.group(1), params)
 
 
 def one_line(exc: BaseException, parser=None) -> str:
@@ -81,12 +112,7 @@ def one_line(exc: BaseException, parser=None) -> str:
             "(use --trainer.accelerator cpu or auto)"
         )
     if name in ("ArgumentError", "NSKeyError") or "jsonargparse" in type(exc).__module__:
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        # jsonargparse nests the cause: the last line names the key and the value.
-        first = lines[0] if lines else name
-        detail = lines[-1] if len(lines) > 1 else ""
-        msg = first if not detail or detail in first else f"{first} {detail}"
-        return "config: " + msg.rstrip(".") + _unknown_key_hint(text, parser)
+        return "config: " + _jsonargparse_line(text, parser)
     if text.startswith("Does not validate against any of the Union subtypes"):
         # jsonargparse: a constructor (or __post_init__) refused an optional value; its message is a "- " line
         # beside "Expected a <class 'NoneType'>" (the other member of the Optional).
