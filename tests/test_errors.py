@@ -65,6 +65,7 @@ CASES = {
     "lark budget 0": ({"lark": callback("lark.LARKCallback", budget=0)}, [], "lark.budget must be >= 1"),
     "typo key": ({}, ["--data.micro_batchsize", "3"], "did you mean 'data.micro_batch_size'"),
     "typo key in the file": ({"data.micro_batchsize": 3}, [], "option 'data.micro_batchsize' (did you mean"),
+    "missing data file": ({"data.sources": [{"name": "x", "path": "/no/x.jsonl"}]}, [], "/no/x.jsonl"),
     "typo init_args": (
         {"dmc": callback("dmc.DMCCallback", probesize=4)},
         [],
