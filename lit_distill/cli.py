@@ -17,6 +17,8 @@ written ``last.ckpt`` checkpoint, ``use_distributed_sampler=False`` (the mixture
 itself), and ``--ckpt_path last`` resuming the newest run of the config in its own directory. A resume trains
 the model the config describes (not the checkpoint's hyper-parameters). SIGTERM (and SLURM's requeue signal)
 finishes the optimiser step, writes ``last.ckpt`` and exits with status 143 (``callbacks/preemption.py``).
+A mistake (config key or value, missing file or model folder, no GPU) ends in one ``lit-distill: error:`` line
+and status 1 (``errors.py``); ``--debug`` or ``LIT_DISTILL_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -245,6 +247,7 @@ Student-centred reasoning distillation with PyTorch Lightning.
   export              write a checkpoint's student as a save_pretrained directory
   compare             run arms x seeds through fit and report paired differences with CIs
 
+Errors are one line; add --debug (or set LIT_DISTILL_DEBUG=1) for the traceback.
 How it fits together: docs/architecture.md; the maths as implemented: docs/methods.md.
 """
 
