@@ -17,6 +17,8 @@ written ``last.ckpt`` checkpoint, ``use_distributed_sampler=False`` (the mixture
 itself), and ``--ckpt_path last`` resuming the newest run of the config in its own directory. A resume trains
 the model the config describes (not the checkpoint's hyper-parameters). SIGTERM (and SLURM's requeue signal)
 finishes the optimiser step, writes ``last.ckpt`` and exits with status 143 (``callbacks/preemption.py``).
+A mistake (config key or value, missing file or model folder, no GPU) ends in one ``lit-distill: error:`` line
+and status 1 (``errors.py``); ``--debug`` or ``LIT_DISTILL_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ import os
 import sys
 from pathlib import Path
 
+from lit_distill.errors import run_reported
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we fork DataLoader workers after tokenising
 log = logging.getLogger("lit_distill.cli")
+_PARSERS: list = []  # the LightningCLI parser of this process, once built
 
 
 def _configure_logging() -> None:
@@ -67,6 +72,11 @@ def _cli_class():
             # No `predict`: DistillModule has no forward/predict_step (generation is evaluation's job).
             return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
 
+        def init_parser(self, **kwargs):
+            parser = super().init_parser(**kwargs)
+            _PARSERS.append(parser)  # for "did you mean" when a key is unknown (lit_distill.errors)
+            return parser
+
         def _parse_ckpt_path(self) -> None:
             # LightningCLI would load the checkpoint's hyper-parameters over the config and the command line, so
             # a resume silently trains the checkpoint's model while config.yaml records the config's. The config
@@ -100,10 +110,16 @@ def _cli_class():
             if self.subcommand == "fit":
                 _resume_in_place(self.config.fit)
 
+        def before_fit(self) -> None:
+            _check_resume_batch(self.datamodule, self.trainer, self.config.fit.get("ckpt_path"))
+
         def instantiate_trainer(self, **kwargs):
             # An opt-in key that is absent instantiates to None; LightningCLI would hand that to the Trainer.
             keys = self._parser(self.subcommand).callback_keys
             extra = [c for c in (self._get(self.config_init, k) for k in keys) if c is not None]
+            for c in extra:  # checked on the loaded sources, before tokenising (DistillDataModule.build_pool)
+                if getattr(c, "needs_capability", False) and self.datamodule is not None:
+                    self.datamodule.answers_required = f"DMC variant {c.config.variant} (dmc.init_args.dmc.variant)"
             config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
             extra += console.default_callbacks(config, extra)  # step progress bar, TensorBoard layout
             return console.quiet_loggers(self._instantiate_trainer(config, extra))
@@ -144,6 +160,21 @@ def _resume_in_place(cfg) -> None:
     log.info("--ckpt_path last: resuming %s/version_%d", Path(init.save_dir, init.get("name") or ""), version)
 
 
+def _check_resume_batch(datamodule, trainer, ckpt_path) -> None:
+    """Refuse a resume with another global batch now, not after every source has been tokenised."""
+    if ckpt_path == "last" and trainer.logger is not None and trainer.logger.log_dir:
+        ckpt_path = str(Path(trainer.logger.log_dir, "checkpoints", "last.ckpt"))
+    if datamodule is None or not ckpt_path or not Path(ckpt_path).is_file():
+        return  # no checkpoint, a sharded one (a directory) or one Lightning will report itself
+    import torch
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    state = ckpt.get(type(datamodule).__qualname__)
+    global_batch = datamodule.micro_batch_size * trainer.world_size * trainer.accumulate_grad_batches
+    if state and hasattr(datamodule, "check_global_batch"):
+        datamodule.check_global_batch(state, global_batch)
+
+
 TRAINER_DEFAULTS = {
     "use_distributed_sampler": False,
     # Checkpoint writes are atomic (temporary file beside the target, fsync, rename): a kill mid-write keeps
@@ -173,7 +204,8 @@ def run_lightning(args: list[str]) -> None:
             args=None if args == sys.argv[1:] else args,
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
+            # exit_on_error=False: a config mistake raises, and lit_distill.errors prints one line (no usage dump).
+            parser_kwargs={"exit_on_error": False, **({"parser_mode": "omegaconf"} if _has_omegaconf() else {})},
             # DistillModule.configure_optimizers is the optimiser (model.optimizer / model.scheduler); the CLI's
             # generic --optimizer/--lr_scheduler would build one before the student exists.
             auto_configure_optimizers=False,
@@ -220,6 +252,7 @@ Student-centred reasoning distillation with PyTorch Lightning.
   export              write a checkpoint's student as a save_pretrained directory
   compare             run arms x seeds through fit and report paired differences with CIs
 
+Errors are one line; add --debug (or set LIT_DISTILL_DEBUG=1) for the traceback.
 How it fits together: docs/architecture.md; the maths as implemented: docs/methods.md.
 """
 
@@ -234,8 +267,8 @@ def main(argv: list[str] | None = None) -> None:
         import importlib
 
         module, func = TOOLS[argv[0]].split(":")
-        sys.exit(getattr(importlib.import_module(module), func)(argv[1:]))
-    run_lightning(argv)
+        sys.exit(run_reported(getattr(importlib.import_module(module), func), argv[1:]))
+    run_reported(run_lightning, argv, parser_of=lambda: _PARSERS[-1] if _PARSERS else None)
 
 
 if __name__ == "__main__":

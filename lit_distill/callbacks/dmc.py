@@ -123,7 +123,15 @@ class DMCCallback(SelectionCallback):
         seed: int = 0,
     ) -> None:
         if every_n_steps < 1:
-            raise ValueError("every_n_steps must be >= 1")
+            raise ValueError(f"dmc.every_n_steps must be >= 1, got {every_n_steps}")
+        if capability_every_n_steps is not None and capability_every_n_steps < 0:
+            raise ValueError(
+                f"dmc.capability_every_n_steps must be >= 0 (0 = only at fit start), got {capability_every_n_steps}"
+            )
+        sizes = {"probe_size": probe_size, "probe_questions": probe_questions, "batch_size": batch_size}
+        for key, value in {**sizes, "top_k": top_k, "max_new_tokens": max_new_tokens}.items():
+            if value is not None and value < 1:
+                raise ValueError(f"dmc.{key} must be >= 1, got {value}")
         super().__init__(every_n_steps, at_start=True)
         self.config = dmc or DMCConfig()
         self.policy = policy or MixturePolicyConfig()

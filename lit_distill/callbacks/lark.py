@@ -107,9 +107,15 @@ class LARKCallback(SelectionCallback):
         if rule not in RULES or mode not in ("sample", "loss"):
             raise ValueError(f"rule must be one of {RULES} and mode 'sample' or 'loss'")
         if budget < 1:
-            raise ValueError("budget must be >= 1")
+            raise ValueError(f"lark.budget must be >= 1 (trajectories kept per problem), got {budget}")
         if problems_per_refresh is not None and problems_per_refresh < 1:
-            raise ValueError("problems_per_refresh must be >= 1 (or null for all problems)")
+            raise ValueError("lark.problems_per_refresh must be >= 1 (or null for all problems)")
+        if every_n_steps < 0:
+            raise ValueError(f"lark.every_n_steps must be >= 0 (0 = only at fit start), got {every_n_steps}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"lark.temperature must be a finite number > 0, got {temperature}")
+        if top_k < 1 or batch_size < 1:
+            raise ValueError(f"lark.top_k and lark.batch_size must be >= 1, got {top_k}, {batch_size}")
         super().__init__(every_n_steps=every_n_steps, at_start=at_start)
         self.budget = budget
         self.rule = rule

@@ -34,6 +34,7 @@ from lit_distill.data.readers import unit
 from lit_distill.data.sampler import BatchPlan, MixtureSampler
 from lit_distill.data.sources import SourceConfig, check_problem_questions, check_source_names, load_source
 from lit_distill.distributed import even_shard
+from lit_distill.errors import ConfigError
 from lit_distill.scoring import policies
 from lit_distill.tokenizer import load_tokenizer
 
@@ -57,6 +58,31 @@ class MixtureConfig:
     weights: dict[str, float] | None = None
     temperature: float = 2.0
     source_draw: Literal["multinomial", "systematic"] = "multinomial"
+
+    def __post_init__(self) -> None:
+        # Checked when the config is read, before any source is tokenised (setup would find these much later).
+        if not (isinstance(self.temperature, int | float) and math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"data.mixture.temperature must be a finite number > 0, got {self.temperature}")
+        if self.policy != "static":
+            if self.weights:
+                raise ConfigError(
+                    f"data.mixture.weights are only used by policy 'static' (policy is '{self.policy}'): "
+                    "set data.mixture.policy static or remove the weights"
+                )
+            return
+        if not self.weights:
+            raise ConfigError("data.mixture.policy 'static' needs data.mixture.weights (source name -> weight)")
+        bad = {n: w for n, w in self.weights.items() if not (math.isfinite(w) and w >= 0)}
+        if bad:
+            raise ConfigError(f"data.mixture.weights must be finite and >= 0; bad: {bad}")
+        if not any(w > 0 for w in self.weights.values()):
+            raise ConfigError(f"data.mixture.weights are all zero ({self.weights}); give some source a weight > 0")
+
+
+def _check_positive(**values: int | None) -> None:
+    for key, value in values.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"data.{key} must be >= 1, got {value}")
 
 
 @dataclass(frozen=True)
@@ -137,6 +163,17 @@ class DistillDataModule(pl.LightningDataModule):
         super().__init__()
         if not sources:
             raise ValueError("the pool needs at least one source")
+        _check_positive(
+            micro_batch_size=micro_batch_size, eval_batch_size=eval_batch_size, max_length=max_length,
+            steps_per_epoch=steps_per_epoch, pack_length=pack_length, pad_to_multiple_of=pad_to_multiple_of,
+        )  # fmt: skip
+        if num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
+        names = [c.name for c in sources]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"data.sources: source names must be unique, got {names}")
+        if mixture is not None and mixture.weights:  # before tokenising, not when setup first draws a batch
+            check_source_names(list(mixture.weights), names, "data.mixture.weights")
         self.source_configs = list(sources)
         self.eval_configs = list(eval_sources or [])
         # Not os.PathLike: that ABC checks for __fspath__, which tokenizers answer through their __getattr__.
@@ -156,6 +193,9 @@ class DistillDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.num_proc = num_proc
         self.tokenizer = None if is_path else tokenizer  # an object: injected by the CLI (the model's own)
+        # Set by the CLI when a callback needs every source's reference answers (e.g. "DMC variant A"): checked
+        # on the loaded records, before tokenising.
+        self.answers_required: str | None = None
         self.pool: Pool | None = None
         self.prompts: PromptSet | None = None
         self.sampler: MixtureSampler | None = None
@@ -184,10 +224,19 @@ class DistillDataModule(pl.LightningDataModule):
         if len(set(names)) != len(names):
             raise ValueError(f"source names must be unique, got {names}")
         tok = self.load_tokenizer()
+        # Every source is loaded (and validated) before any is tokenised, so a missing answer column or two
+        # questions under one shared problem id are reported in seconds, not after minutes of tokenising.
         loaded = [load_source(cfg, self.num_proc) for cfg in self.source_configs]
         # Sources sharing a problem_namespace share problem ids: the same id must ask the same question across
-        # them too (each source checked its own rows already), before anything is tokenised.
+        # them too (each source checked its own rows already).
         check_problem_questions(loaded, "pool")
+        if self.answers_required:
+            for cfg, (ds, _) in zip(self.source_configs, loaded, strict=True):
+                if not any(ds["answer"]):
+                    raise ConfigError(
+                        f"{self.answers_required} needs reference answers, but source '{cfg.name}' has no row "
+                        "with an `answer` field"
+                    )
         tables, counts = [], []
         for ds, files in loaded:
             ds, stats = tokenise_source(ds, tok, files, self.max_length, self.overflow, self.num_proc)
@@ -396,13 +445,19 @@ class DistillDataModule(pl.LightningDataModule):
             return
         self._load(state)
 
-    def _load(self, state: Mapping) -> None:
-        if int(state["global_batch_size"]) != self.global_batch_size:
-            raise ValueError(
+    def check_global_batch(self, state: Mapping, global_batch_size: int | None = None) -> None:
+        """Refuse a checkpoint's data state written with another global batch (the CLI calls this before
+        tokenising, with the trainer's topology; ``_load`` again when the state is restored)."""
+        now = self.global_batch_size if global_batch_size is None else global_batch_size
+        if state and int(state["global_batch_size"]) != now:
+            raise ConfigError(
                 f"the checkpoint was written with a global batch of {state['global_batch_size']} examples; "
-                f"this run has {self.global_batch_size} (micro batch x devices x accumulation must match "
-                "to resume the same data stream)"
+                f"this run has {now} (data.micro_batch_size x devices x trainer.accumulate_grad_batches must "
+                "match to resume the same data stream)"
             )
+
+    def _load(self, state: Mapping) -> None:
+        self.check_global_batch(state)
         self.sampler.load_state_dict(state["sampler"])
         self.consumed = int(state["consumed"])
         plan = state["plan"]

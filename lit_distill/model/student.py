@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from lit_distill.errors import load_local_or_hub
 from lit_distill.model.losses import SequenceStats, sequence_statistics
 from lit_distill.paths import resolve_path
 from lit_distill.tokenizer import load_tokenizer  # re-exported: its old home
@@ -109,7 +110,8 @@ def build_causal_lm(cfg: StudentConfig, vocab_size: int | None = None) -> nn.Mod
             kwargs["attn_implementation"] = cfg.attn_implementation
         if cfg.gguf_file:
             kwargs["gguf_file"] = cfg.gguf_file
-        return AutoModelForCausalLM.from_pretrained(resolve_path(cfg.path), **kwargs)
+        # A missing local folder is reported as such, not as the hub download from_pretrained then tries.
+        return load_local_or_hub(AutoModelForCausalLM.from_pretrained, resolve_path(cfg.path), **kwargs)
     fields = dict(cfg.config)
     model_type = fields.pop("model_type", None)
     if model_type is None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lit_distill.data.formatting import FormatError
 from lit_distill.data.sources import SourceConfig, SourceError, describe_source
+from lit_distill.errors import one_line
 from lit_distill.tools.config import ConfigError, load_run
 
 _ERRORS = (SourceError, FormatError, ConfigError, ValueError, KeyError, OSError, argparse.ArgumentError)
@@ -39,14 +40,16 @@ def _datamodule_from_config(path: str, overrides: dict):
     try:
         run = load_run(path, args)
     except ConfigError as e:  # jsonargparse: an unknown key, a wrong type, bad YAML
-        message = " ".join(str(e).split("\n")[0].split())
-        raise SourceError(f"{message}{_did_you_mean(str(e))}") from None
+        cause = e.__cause__ or e
+        raise SourceError(f"{path}: {one_line(cause)}{_did_you_mean(str(e))}") from None
     dm = run.datamodule
     if not dm.source_configs:
         raise SourceError(f"{path}: the config has no data.sources")
     dmc = run.callbacks.get("dmc")
     # The split the DMC callback will hold out at fit start, from its own (configured) settings.
     dm.dmc_probe_args = {k: getattr(dmc, k) for k in ("probe_size", "probe_questions", "seed")} if dmc else None
+    if dmc is not None and dmc.needs_capability:  # as `fit` checks it: before anything is tokenised
+        dm.answers_required = f"DMC variant {dmc.config.variant} (dmc.init_args.dmc.variant)"
     return dm
 
 
