@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from functools import partial
 
 import lightning.pytorch as pl
 import numpy as np
@@ -59,21 +60,23 @@ class DMCProbe:
             q = pool.quality[pool.rows(s)]
             self.quality[n] = quality(int((q == 1).sum()), int((q >= 0).sum()))
 
+    def _per_source(self, rows_by_name: dict[str, np.ndarray], score) -> dict[str, np.ndarray]:
+        """One ``score`` pass over every source's rows together (fewer, fuller batches), split back by source."""
+        rows = np.concatenate([rows_by_name[n] for n in self.names])
+        values = score(rows)
+        bounds = np.cumsum([0] + [len(rows_by_name[n]) for n in self.names])
+        return {n: values[bounds[i] : bounds[i + 1]] for i, n in enumerate(self.names)}
+
     def forward_terms(self, module, data: SelectionData, batch_size: int, top_k: int) -> dict[str, np.ndarray]:
         """Per-trajectory (ce_sum, n_tokens, brier_sum) of each source's probe (every rank takes part)."""
-        rows = np.concatenate([self.rows[n] for n in self.names])
-        stats = score_rows(module, data, rows, batch_size, top_k)
-        bounds = np.cumsum([0] + [len(self.rows[n]) for n in self.names])
-        return {n: stats[bounds[i] : bounds[i + 1]] for i, n in enumerate(self.names)}
+        return self._per_source(self.rows, partial(score_rows, module, data, batch_size=batch_size, top_k=top_k))
 
     def capability_terms(
         self, module, data: SelectionData, batch_size: int, max_new_tokens: int
     ) -> dict[str, np.ndarray]:
         """Per-question correctness (1/0) of the student's greedy answers (every rank takes part)."""
-        rows = np.concatenate([self.questions[n] for n in self.names])
-        correct = answer_rows(module, data, rows, batch_size, max_new_tokens)
-        bounds = np.cumsum([0] + [len(self.questions[n]) for n in self.names])
-        return {n: correct[bounds[i] : bounds[i + 1]] for i, n in enumerate(self.names)}
+        answer = partial(answer_rows, module, data, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        return self._per_source(self.questions, answer)
 
     @staticmethod
     def items(forward: dict[str, np.ndarray], correct: dict[str, np.ndarray]) -> dict[str, ProbeItems]:
