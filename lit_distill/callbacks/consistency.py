@@ -16,12 +16,7 @@ import torch
 
 from lit_distill.callbacks.reporting import run_dir
 from lit_distill.callbacks.selection import SelectionCallback
-from lit_distill.selection_data import SelectionData, selection_data
-
-
-def stream_digest(data: SelectionData) -> bytes:
-    """SHA-1 of everything that decides the data stream from the next step on (``SelectionData.stream_digest``)."""
-    return data.stream_digest()
+from lit_distill.selection_data import selection_data
 
 
 class StreamConsistency(SelectionCallback):
@@ -45,7 +40,7 @@ class StreamConsistency(SelectionCallback):
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_start: bool) -> None:
         step, where = trainer.global_step, "fit_start" if at_start else "step"
         data = selection_data(trainer.datamodule, "StreamConsistency")
-        digest = torch.frombuffer(bytearray(stream_digest(data)), dtype=torch.uint8)
+        digest = torch.frombuffer(bytearray(data.stream_digest()), dtype=torch.uint8)
         gathered = trainer.strategy.all_gather(digest.to(trainer.strategy.root_device))
         gathered = gathered.reshape(-1, digest.numel()).cpu()
         hashes = [bytes(row.tolist()).hex() for row in gathered]
