@@ -384,6 +384,11 @@ class DistillModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         # The evaluation set names travel in the batch (``eval_sets``), so the module needs no DataModule API.
         if self.val_accuracy is None:
+            if "eval_sets" not in batch:
+                raise ValueError(
+                    "validation batches must carry 'eval_sets' (the evaluation set names, indexed by 'source'), "
+                    "as DistillDataModule's prompt loader does"
+                )
             self.eval_sets = list(batch["eval_sets"])
             self.val_accuracy = AccuracyBySource(len(self.eval_sets)).to(self.device)
         texts = self.generate_text(batch["input_ids"], batch["attention_mask"], self.generation.max_new_tokens)
