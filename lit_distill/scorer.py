@@ -1,7 +1,8 @@
 """The one scoring pass: per-sequence statistics and greedy answers of many items, on every rank together.
 
 Used by the DMC and LARK callbacks during training (through ``score_rows`` / ``answer_rows``, on pool rows of
-the DataModule) and by ``lit-distill score lark`` offline (through ``score_items``, on a tokenised file).
+the DataModule, seen only through ``SelectionData``) and by ``lit-distill score lark`` offline (through
+``score_items``, on a tokenised file).
 
 Each rank takes an even shard of the items (padded duplicates are marked invalid and never counted), runs the
 same number of forward passes (FSDP needs every rank in every pass), writes its items' statistics into a
@@ -16,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lit_distill.data.collate import pad_left
 from lit_distill.distributed import all_reduce_sum, attached_trainer, even_shard, world
 from lit_distill.eval.answers import answers_match
+from lit_distill.selection_data import SelectionData
 
 STAT_COLUMNS = ("ce_sum", "n_tokens", "brier_sum")
 
@@ -69,13 +70,13 @@ def _strategy(module):
     return trainer.strategy if trainer is not None else None
 
 
-def score_rows(module, datamodule, rows: np.ndarray, batch_size: int, top_k: int | None = 50) -> np.ndarray:
+def score_rows(module, data: SelectionData, rows: np.ndarray, batch_size: int, top_k: int | None = 50) -> np.ndarray:
     """Per-row (ce_sum, n_tokens, brier_sum) of pool rows under the current student, on every rank."""
     strategy = _strategy(module)
     rank, world_size = world(strategy)
     return score_items(
-        datamodule.pool.length[rows],
-        lambda items: datamodule.batch_for(rows[items]),
+        data.pool_view.length[rows],
+        lambda items: data.batch_for(rows[items]),
         lambda batch: module.score(batch, top_k=top_k),
         batch_size=batch_size,
         rank=rank,
@@ -84,20 +85,18 @@ def score_rows(module, datamodule, rows: np.ndarray, batch_size: int, top_k: int
     )
 
 
-def answer_rows(module, datamodule, rows: np.ndarray, batch_size: int, max_new_tokens: int) -> np.ndarray:
+def answer_rows(module, data: SelectionData, rows: np.ndarray, batch_size: int, max_new_tokens: int) -> np.ndarray:
     """1.0/0.0 per row: does the student's greedy answer to the row's prompt match its reference answer."""
     strategy = _strategy(module)
     rank, world_size = world(strategy)
-    pool = datamodule.pool
     shard, valid = even_shard(len(rows), rank, world_size)
     out = np.zeros(len(rows), dtype=np.float64)
-    pad = datamodule.tokenizer.pad_token_id
     for start in range(0, len(shard), batch_size):
         items = shard[start : start + batch_size]
         keep = valid[start : start + batch_size]
-        prompts = [pool.tokens[int(r)][: pool.prompt_len[r]] for r in rows[items]]
-        ids, mask = pad_left(prompts, pad)
+        ids, mask = data.prompt_batch(rows[items])
         texts = module.generate_text(ids, mask, max_new_tokens)
-        correct = np.array([answers_match(t, pool.answers[int(r)]) for t, r in zip(texts, rows[items], strict=True)])
+        answers = data.pool_view.answers
+        correct = np.array([answers_match(t, answers[int(r)]) for t, r in zip(texts, rows[items], strict=True)])
         out[items[keep]] += correct[keep]
     return all_reduce_sum(torch.from_numpy(out), strategy).numpy()

@@ -1,10 +1,13 @@
 """The benchmarks' smoke modes: each ``scripts/bench/*.py --quick`` exits cleanly and prints one JSON line
-with its figures (the full runs and their numbers are in docs/benchmarks.md)."""
+with its figures (the full runs and their numbers are in docs/benchmarks.md).
+
+Each check asserts facts a regression would break (padding: packing is exact and pads less; scoring
+overhead: both callbacks ran within the run), not speeds. Only padding is cheap enough for the default
+suite; the others are ``slow`` (``pytest -m slow tests/test_bench_smoke.py``)."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -16,37 +19,46 @@ from helpers import REPO
 BENCH = REPO / "scripts" / "bench"
 
 
-def _ratio(result: dict) -> float:
-    return result["sizes"]["micro"]["cpu_time"]["ratio_lit_over_plain"]
+def _padding(result: dict) -> None:
+    # Packing must change no number (methods: the loss and its gradient are layout-independent) and must
+    # feed fewer padding positions than padding every sequence to the longest.
+    exact = result["exactness"]
+    assert exact["ce_sum_max_rel_diff"] < 1e-4, exact
+    assert exact["loss_reference_rel_diff"] < 1e-4 and exact["loss_paper_rel_diff"] < 1e-4, exact
+    assert exact["grad_max_abs_diff_over_max_abs_grad"] < 1e-3, exact
+    layouts = result["layouts"]
+    assert 0 <= layouts["packing"]["padded_share"] < layouts["padding"]["padded_share"] < 1, layouts
 
 
-def _share(result: dict) -> float:
-    return result["runs"]["budget"]["lark_share"]
+def _scoring_overhead(result: dict) -> None:
+    # The quick run trains its 4 steps with both callbacks, each of which ran (at start at least), and the
+    # time they report is a part of the run's wall time.
+    run = result["runs"]["budget"]
+    assert run["steps"] == result["max_steps"] == 4, run
+    assert run["dmc_events"] and run["lark_events"], run
+    assert 0 < run["dmc_share"] < 1 and 0 < run["lark_share"] < 1, run
 
 
-def _padded(result: dict) -> float:
-    return result["layouts"]["packing"]["padded_share"]
+def _timing_only(result: dict) -> None:
+    """These benchmarks report only speeds; their behaviour is covered by unit tests, so the smoke run is opt-in."""
 
 
-def _draws(result: dict) -> float:
-    return result["results"]["2_sources"]["1e5"]["draws_per_sec"]
-
-
-def _records(result: dict) -> float:
-    return result["results"]["num_proc_1"]["records_per_sec"]
-
-
-# benchmark -> (top-level keys, one figure that must be a positive finite number)
+# benchmark -> (top-level keys, checks of the figures that a regression would break)
 EXPECTED = {
-    "overhead": ({"sizes", "micro_batch_size", "target_ratio", "machine"}, _ratio),
-    "scoring_overhead": ({"runs", "max_steps", "target_share", "machine"}, _share),
-    "padding": ({"layouts", "speedup_packing_over_padding", "exactness", "machine"}, _padded),
-    "sampler": ({"results", "global_batch", "update_size", "machine"}, _draws),
-    "tokenise": ({"results", "records", "num_proc_applied", "machine"}, _records),
+    "overhead": ({"sizes", "micro_batch_size", "target_ratio", "machine"}, _timing_only),
+    "scoring_overhead": ({"runs", "max_steps", "target_share", "machine"}, _scoring_overhead),
+    "padding": ({"layouts", "speedup_packing_over_padding", "exactness", "machine"}, _padding),
+    "sampler": ({"results", "global_batch", "update_size", "machine"}, _timing_only),
+    "tokenise": ({"results", "records", "num_proc_applied", "machine"}, _timing_only),
 }
+# Opt-in (-m slow): the timing-only ones, and scoring_overhead, whose quick run still scores the whole demo
+# pool at LARK's start-up (12,000 trajectories: ~7 minutes on 2 busy cores, measured 2026-12-01).
+SLOW = {name for name, (_, check) in EXPECTED.items() if check is _timing_only} | {"scoring_overhead"}
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(EXPECTED)]
+)
 def test_quick_mode_prints_one_json_line(name):
     # conftest points LIT_DISTILL_HOME and HF_DATASETS_CACHE at this session's folders; the first benchmark
     # builds the demo assets there and the others reuse them.
@@ -63,8 +75,7 @@ def test_quick_mode_prints_one_json_line(name):
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout[-2000:]
     result = json.loads(lines[0])
-    keys, figure = EXPECTED[name]
+    keys, check = EXPECTED[name]
     assert result["benchmark"] == name and result["quick"] is True
     assert keys <= result.keys()
-    value = figure(result)
-    assert isinstance(value, float) and math.isfinite(value) and value > 0
+    check(result)

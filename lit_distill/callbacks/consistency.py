@@ -8,24 +8,15 @@ run naming the step. Rank 0 appends the hashes to ``stream_hashes.jsonl`` in the
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 
 from lit_distill.callbacks.reporting import run_dir
 from lit_distill.callbacks.selection import SelectionCallback
-
-
-def stream_digest(datamodule) -> bytes:
-    """SHA-1 of everything that decides the data stream from the next step on."""
-    h = hashlib.sha1()
-    datamodule.sampler.update_digest(h)
-    h.update(np.ascontiguousarray(datamodule.loss_weights).tobytes())
-    return h.digest()
+from lit_distill.selection_data import selection_data
 
 
 class StreamConsistency(SelectionCallback):
@@ -48,7 +39,8 @@ class StreamConsistency(SelectionCallback):
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_start: bool) -> None:
         step, where = trainer.global_step, "fit_start" if at_start else "step"
-        digest = torch.frombuffer(bytearray(stream_digest(trainer.datamodule)), dtype=torch.uint8)
+        data = selection_data(trainer.datamodule, "StreamConsistency")
+        digest = torch.frombuffer(bytearray(data.stream_digest()), dtype=torch.uint8)
         gathered = trainer.strategy.all_gather(digest.to(trainer.strategy.root_device))
         gathered = gathered.reshape(-1, digest.numel()).cpu()
         hashes = [bytes(row.tolist()).hex() for row in gathered]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from functools import partial
 
 import lightning.pytorch as pl
 import numpy as np
@@ -31,6 +32,7 @@ from lit_distill.callbacks.selection import SelectionCallback
 from lit_distill.scorer import answer_rows, score_rows
 from lit_distill.scoring.dmc import DMCConfig, ProbeItems, compute_dmc, quality
 from lit_distill.scoring.policies import HardSwitchState, MixturePolicyConfig, next_mixture
+from lit_distill.selection_data import PoolView, SelectionData, selection_data
 
 log = logging.getLogger(__name__)
 _NEEDS_CAPABILITY = ("A", "B", "E")
@@ -46,7 +48,7 @@ class DMCProbe:
         seed: Seed of the probe draw (fixed, so changes in DMC are changes of the student, not sampling noise).
     """
 
-    def __init__(self, pool, probe_size: int, probe_questions: int, seed: int) -> None:
+    def __init__(self, pool: PoolView, probe_size: int, probe_questions: int, seed: int) -> None:
         self.names = list(pool.names)
         splits = {n: pool.probe_split(s, probe_size, probe_questions, seed) for s, n in enumerate(self.names)}
         self.rows = {n: p.trajectories for n, p in splits.items()}
@@ -58,19 +60,23 @@ class DMCProbe:
             q = pool.quality[pool.rows(s)]
             self.quality[n] = quality(int((q == 1).sum()), int((q >= 0).sum()))
 
-    def forward_terms(self, module, datamodule, batch_size: int, top_k: int) -> dict[str, np.ndarray]:
-        """Per-trajectory (ce_sum, n_tokens, brier_sum) of each source's probe (every rank takes part)."""
-        rows = np.concatenate([self.rows[n] for n in self.names])
-        stats = score_rows(module, datamodule, rows, batch_size, top_k)
-        bounds = np.cumsum([0] + [len(self.rows[n]) for n in self.names])
-        return {n: stats[bounds[i] : bounds[i + 1]] for i, n in enumerate(self.names)}
+    def _per_source(self, rows_by_name: dict[str, np.ndarray], score) -> dict[str, np.ndarray]:
+        """One ``score`` pass over every source's rows together (fewer, fuller batches), split back by source."""
+        rows = np.concatenate([rows_by_name[n] for n in self.names])
+        values = score(rows)
+        bounds = np.cumsum([0] + [len(rows_by_name[n]) for n in self.names])
+        return {n: values[bounds[i] : bounds[i + 1]] for i, n in enumerate(self.names)}
 
-    def capability_terms(self, module, datamodule, batch_size: int, max_new_tokens: int) -> dict[str, np.ndarray]:
+    def forward_terms(self, module, data: SelectionData, batch_size: int, top_k: int) -> dict[str, np.ndarray]:
+        """Per-trajectory (ce_sum, n_tokens, brier_sum) of each source's probe (every rank takes part)."""
+        return self._per_source(self.rows, partial(score_rows, module, data, batch_size=batch_size, top_k=top_k))
+
+    def capability_terms(
+        self, module, data: SelectionData, batch_size: int, max_new_tokens: int
+    ) -> dict[str, np.ndarray]:
         """Per-question correctness (1/0) of the student's greedy answers (every rank takes part)."""
-        rows = np.concatenate([self.questions[n] for n in self.names])
-        correct = answer_rows(module, datamodule, rows, batch_size, max_new_tokens)
-        bounds = np.cumsum([0] + [len(self.questions[n]) for n in self.names])
-        return {n: correct[bounds[i] : bounds[i + 1]] for i, n in enumerate(self.names)}
+        answer = partial(answer_rows, module, data, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        return self._per_source(self.questions, answer)
 
     @staticmethod
     def items(forward: dict[str, np.ndarray], correct: dict[str, np.ndarray]) -> dict[str, ProbeItems]:
@@ -154,10 +160,10 @@ class DMCCallback(SelectionCallback):
         self.probe: DMCProbe | None = None
 
     # ---- setup ---------------------------------------------------------------------------------------
-    def _prepare(self, dm) -> None:
+    def _prepare(self, dm: SelectionData) -> None:
         if self.probe is not None:
             return
-        self.probe = DMCProbe(dm.pool, self.probe_size, self.probe_questions, self.seed)
+        self.probe = DMCProbe(dm.pool_view, self.probe_size, self.probe_questions, self.seed)
         restored = getattr(self, "_restored_probes", None)
         if restored is not None and any(
             key in restored and not np.array_equal(restored[key], now) for key, now in self._probe_state().items()
@@ -168,7 +174,7 @@ class DMCCallback(SelectionCallback):
         # Held out for the whole run (also when only monitoring): DMC must measure unseen data, or the most
         # drawn source gets the lowest probe loss and capability measures memorisation (methods.md 3.6).
         dm.hold_out(self.probe.held_out)
-        held = {s.name: s.held_out for s in dm.pool.summary()}
+        held = {s.name: s.held_out for s in dm.pool_view.summary()}
         log.info("DMC probes held out of training (rows per source): %s", held)
         for n in self.probe.names:
             if self.needs_capability and len(self.probe.questions[n]) == 0:
@@ -179,7 +185,7 @@ class DMCCallback(SelectionCallback):
 
     # ---- schedule (SelectionCallback) ---------------------------------------------------------------
     def prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._prepare(trainer.datamodule)
+        self._prepare(selection_data(trainer.datamodule, self.label))
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_start: bool) -> None:
         self._evaluate(trainer, pl_module, apply=self.apply and (self.apply_at_start or not at_start))
@@ -191,7 +197,7 @@ class DMCCallback(SelectionCallback):
 
     # ---- one evaluation ------------------------------------------------------------------------------
     def _measure(self, trainer, pl_module) -> dict[str, ProbeItems]:
-        dm = trainer.datamodule
+        dm = selection_data(trainer.datamodule, self.label)
         forward = self.probe.forward_terms(pl_module, dm, self.batch_size, self.top_k)
         step = trainer.global_step
         due = self.capability_step < 0 or (
@@ -205,11 +211,11 @@ class DMCCallback(SelectionCallback):
 
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, apply: bool) -> None:
         started = time.perf_counter()
-        dm = trainer.datamodule
+        dm = selection_data(trainer.datamodule, self.label)
         names = dm.source_names
         items = self._measure(trainer, pl_module)  # failures become a ScoringError in SelectionCallback._run
         results = compute_dmc(items, self.probe.quality, self.config)
-        previous = dm.sampler.source_weights.copy()
+        previous = dm.current_source_weights()
         weights = previous
         if apply:
             scores = np.array([results[n].value for n in names])

@@ -42,6 +42,7 @@ from lit_distill.callbacks.selection import SelectionCallback
 from lit_distill.scorer import score_rows
 from lit_distill.scoring.lark import score_pool, select_pool
 from lit_distill.scoring.stats import spearman
+from lit_distill.selection_data import PoolView, SelectionData, selection_data
 
 log = logging.getLogger(__name__)
 RULES = ("chi2", "softmax", "hard", "random")
@@ -133,7 +134,7 @@ class LARKCallback(SelectionCallback):
         self.last: dict[str, np.ndarray] | None = None
 
     # ---- one refresh ---------------------------------------------------------------------------------
-    def _problems(self, pool) -> np.ndarray:
+    def _problems(self, pool: PoolView) -> np.ndarray:
         names = self.source_names or pool.names
         return pool.problems_of_sources([pool.source_index(n) for n in names])
 
@@ -145,14 +146,14 @@ class LARKCallback(SelectionCallback):
         order = np.random.default_rng([self.seed, cycle, 0x1A2C]).permutation(len(problems))
         return np.sort(problems[order[k * n : (k + 1) * n]])
 
-    def _rows_to_score(self, pool, at_start: bool) -> np.ndarray:
+    def _rows_to_score(self, pool: PoolView, at_start: bool) -> np.ndarray:
         problems = self._problems(pool)
         n = self.problems_per_refresh
         if not at_start and n is not None and n < len(problems):
             problems = self.rotation_chunk(problems, self.rotation)
         return pool.problem_rows(problems)
 
-    def _select(self, pool, rows: np.ndarray, ce_mean: np.ndarray, brier_mean: np.ndarray, step: int):
+    def _select(self, pool: PoolView, rows: np.ndarray, ce_mean: np.ndarray, brier_mean: np.ndarray, step: int):
         problems = pool.problem_of[rows]
         scores = score_pool(problems, ce_mean, brier_mean)
         energies = scores.g_hat
@@ -173,8 +174,8 @@ class LARKCallback(SelectionCallback):
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_start: bool) -> None:
         started = time.perf_counter()
-        dm = trainer.datamodule
-        pool = dm.pool
+        dm = selection_data(trainer.datamodule, self.label)
+        pool = dm.pool_view
         step = trainer.global_step
         rows = self._rows_to_score(pool, at_start)
         stats = score_rows(pl_module, dm, rows, self.batch_size, self.top_k)
@@ -200,14 +201,15 @@ class LARKCallback(SelectionCallback):
         if not at_start and self.problems_per_refresh is not None:
             self.rotation += 1
 
-    def _apply(self, dm, pool, rows: np.ndarray, weights: np.ndarray) -> None:
+    def _apply(self, dm: SelectionData, pool: PoolView, rows: np.ndarray, weights: np.ndarray) -> None:
         problems = pool.problem_of[rows]
         _, inverse, counts = np.unique(problems, return_inverse=True, return_counts=True)
         if self.mode == "sample":
             # Draw frequency follows the weight, so q * K gives a problem the K draws per pass its K candidates
             # had at weight 1 (its share of the source is unchanged) and splits them in proportion to q.
             dm.set_sample_weights(rows, weights * counts[inverse])
-            empty = [n for s, n in enumerate(pool.names) if not dm.sampler.drawable()[s]]
+            drawable = dm.drawable_sources()
+            empty = [n for s, n in enumerate(pool.names) if not drawable[s]]
             if empty:
                 log.warning("LARK selected no trajectory of source(s) %s; they are not drawn until reselected", empty)
         else:

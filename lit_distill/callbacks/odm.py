@@ -16,6 +16,7 @@ import numpy as np
 from lit_distill.callbacks.reporting import log_metrics
 from lit_distill.callbacks.selection import SelectionCallback
 from lit_distill.scoring.odm import Exp3State, exp3_update, exp3_weights
+from lit_distill.selection_data import selection_data
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +45,17 @@ class ODMCallback(SelectionCallback):
 
     def prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.state is None:
-            self.state = Exp3State.start(len(trainer.datamodule.source_names))
+            self.state = Exp3State.start(len(selection_data(trainer.datamodule, self.label).source_names))
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_start: bool) -> None:
-        dm = trainer.datamodule
+        dm = selection_data(trainer.datamodule, self.label)
         if at_start:
             weights = exp3_weights(self.state.rewards, 1)  # uniform: no reward seen yet
         else:
             losses = pl_module.step_source_loss()
             if losses is None:
                 return  # every micro-batch of the step was skipped (non-finite): no reward to learn from
-            previous = dm.sampler.source_weights
+            previous = dm.current_source_weights()
             weights = exp3_update(self.state, np.asarray(losses, dtype=np.float64), previous, self.smoothing)
         weights = self.decide(trainer, weights)
         dm.set_source_weights(weights)

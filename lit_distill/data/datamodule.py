@@ -13,6 +13,7 @@ checkpoint, so a resumed run continues on the exact stream.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase
 
-from lit_distill.data.collate import collate_train
+from lit_distill.data.collate import collate_train, pad_left
 from lit_distill.data.evalset import PromptCollator, PromptSet, ShardedPrompts
 from lit_distill.data.formatting import tokenise_prompts, tokenise_source
 from lit_distill.data.pool import Pool, with_quality
@@ -95,6 +96,20 @@ class Ticket:
 class _Tickets(Dataset):
     def __getitem__(self, t: Ticket) -> Ticket:
         return t
+
+
+class _EvalSetCollator:
+    """``PromptCollator`` plus ``eval_sets`` (the evaluation set names, indexed by ``source``) in every batch.
+
+    The module learns the set names from its batches, so ``model/`` never asks the DataModule for them.
+    """
+
+    def __init__(self, pad_id: int, names: Sequence[str]) -> None:
+        self.collate = PromptCollator(pad_id)
+        self.names = list(names)
+
+    def __call__(self, items: Sequence[dict]) -> dict:
+        return {**self.collate(items), "eval_sets": self.names}
 
 
 def _identity(x):
@@ -333,10 +348,36 @@ class DistillDataModule(pl.LightningDataModule):
         steps = self.steps_per_epoch or math.ceil(len(self.pool) / self.global_batch_size)
         return steps * accum
 
-    # ---- weights API (for callbacks) -----------------------------------------------------------------
+    # ---- SelectionData (lit_distill/selection_data.py): what callbacks and the scorer may use ----------
+    @property
+    def pool_view(self) -> Pool:
+        """The pool, read-only by convention (``PoolView``); callbacks change weights only through the setters."""
+        return self.pool
+
     @property
     def source_weights(self) -> dict[str, float]:
         return dict(zip(self.source_names, self.sampler.source_weights.tolist(), strict=True))
+
+    def current_source_weights(self) -> np.ndarray:
+        """A copy of the source weights in force, in ``source_names`` order."""
+        return self.sampler.source_weights.copy()
+
+    def drawable_sources(self) -> np.ndarray:
+        """Per source: does it still have an example with positive sampling weight."""
+        return self.sampler.drawable()
+
+    def stream_digest(self) -> bytes:
+        """SHA-1 of everything that decides the data stream from the next step on (sampler, loss weights)."""
+        h = hashlib.sha1()
+        self.sampler.update_digest(h)
+        h.update(np.ascontiguousarray(self.loss_weights).tobytes())
+        return h.digest()
+
+    def prompt_batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded prompt tokens (the response cut off) and attention mask of pool rows, for generation."""
+        pool = self.pool
+        prompts = [pool.tokens[int(r)][: pool.prompt_len[r]] for r in indices]
+        return pad_left(prompts, self.tokenizer.pad_token_id)
 
     def set_source_weights(self, weights: Mapping[str, float] | Sequence[float] | np.ndarray) -> None:
         """New source weights, in force from the next optimiser step."""
@@ -381,7 +422,7 @@ class DistillDataModule(pl.LightningDataModule):
             ShardedPrompts(self.prompts, idx, valid),
             batch_size=self.eval_batch_size,
             shuffle=False,
-            collate_fn=PromptCollator(self.tokenizer.pad_token_id),
+            collate_fn=_EvalSetCollator(self.tokenizer.pad_token_id, self.prompts.names),
         )
 
     def val_dataloader(self):

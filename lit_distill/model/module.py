@@ -146,6 +146,7 @@ class DistillModule(pl.LightningModule):
         self.tokenizer = load_tokenizer(student.tokenizer_path)
         self.student: Student | None = None
         self.val_accuracy: AccuracyBySource | None = None
+        self.eval_sets: list[str] = []  # evaluation set names, learnt from the first validation batch
         self.skipped_batches = 0
         self._reset_step_stats()
 
@@ -381,12 +382,16 @@ class DistillModule(pl.LightningModule):
         return self.tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=True)
 
     # ---- evaluation ----------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        prompts = self.trainer.datamodule.build_prompts() if self.trainer.datamodule else None
-        if prompts is not None and self.val_accuracy is None:
-            self.val_accuracy = AccuracyBySource(len(prompts.names))
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        # The evaluation set names travel in the batch (``eval_sets``), so the module needs no DataModule API.
+        if self.val_accuracy is None:
+            if "eval_sets" not in batch:
+                raise ValueError(
+                    "validation batches must carry 'eval_sets' (the evaluation set names, indexed by 'source'), "
+                    "as DistillDataModule's prompt loader does"
+                )
+            self.eval_sets = list(batch["eval_sets"])
+            self.val_accuracy = AccuracyBySource(len(self.eval_sets)).to(self.device)
         texts = self.generate_text(batch["input_ids"], batch["attention_mask"], self.generation.max_new_tokens)
         correct = torch.tensor([answers_match(t, a) for t, a in zip(texts, batch["answers"], strict=True)])
         self.val_accuracy.update(correct.to(self.device), batch["source"], batch["valid"])
@@ -410,7 +415,7 @@ class DistillModule(pl.LightningModule):
         if self.val_accuracy is None:
             return
         result = self.val_accuracy.compute()
-        names = self.trainer.datamodule.prompts.names
+        names = self.eval_sets
         metrics = {"val/accuracy": result["overall"].item()}
         # torchmetrics squeezes a one-element result to a 0-d tensor: reshape keeps one value per set.
         for name, acc in zip(names, result["per_source"].reshape(-1).tolist(), strict=True):

@@ -151,3 +151,35 @@ def test_probes_are_never_trained_on(pool_dir, tokenizer_dir, tmp_path):
     assert len(held) == 4 * 9  # 6 trajectories = 2 problems, 3 questions = 3 problems: 3 problems x K=3
     assert not np.isin(np.concatenate(drawn), held).any()
     assert {s.name: s.held_out for s in dm.pool.summary()} == dict.fromkeys(NAMES, 9)
+
+
+def test_hard_switch_through_the_callback_keeps_incumbent_on_small_gap(pool_dir, tokenizer_dir, tmp_path, monkeypatch):
+    """``policy.mode: hard``: the callback carries the switching state between evaluations, so a challenger
+    within the se keeps the incumbent and one far ahead takes over; the one-hot weights reach the sampler."""
+    from lit_distill.callbacks import dmc as dmc_module
+    from lit_distill.scoring.dmc import DMCResult
+    from lit_distill.scoring.policies import MixturePolicyConfig
+
+    # DMC per evaluation (steps 0, 2, 4), se 0.1 everywhere: 'concise' leads, then 'verbose' leads by 0.05
+    # (inside the se: hold), then by 0.6 (outside: switch).
+    script = [[0.9, 0.5, 0.4, 0.3], [0.60, 0.65, 0.4, 0.3], [0.3, 0.9, 0.4, 0.2]]
+
+    def scripted(items, quality, config):
+        values = script.pop(0)
+        return {n: DMCResult(v, 0.1, 1.0, float("nan"), 1.0, 0.0) for n, v in zip(NAMES, values, strict=True)}
+
+    monkeypatch.setattr(dmc_module, "compute_dmc", scripted)
+    policy = MixturePolicyConfig(mode="hard", floor=0.2)
+    cb = _dmc(dmc=DMCConfig(variant="C"), policy=policy)
+    _, _, dm = fit_in_process(pool_dir, tokenizer_dir, tmp_path, [cb], max_steps=5)
+    assert not script  # all three evaluations ran
+    leader = [int(np.argmax(h["weights"])) for h in cb.history]
+    assert leader == [0, 0, 1]
+    one_hot = np.full(4, 0.05)
+    one_hot[1] = 0.85
+    np.testing.assert_allclose(dm.sampler.source_weights, one_hot)
+    assert cb.hard_state.incumbent == (1,) and cb.hard_state.stages_since_switch == 0
+    # Each decision is in force from the next step: initial, then steps 0, 2 (held: same weights) and 4.
+    history = dm.sampler.history
+    assert [s for s, _ in history] == [0, 0, 2, 4]
+    np.testing.assert_allclose(history[2][1], history[1][1])
