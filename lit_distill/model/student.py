@@ -21,7 +21,7 @@ from torch import nn
 
 from lit_distill.model.losses import SequenceStats, sequence_statistics
 from lit_distill.paths import resolve_path
-from lit_distill.tokenizer import load_tokenizer  # re-exported: its old home
+from lit_distill.tokenizer import load_tokenizer, split_gguf  # load_tokenizer re-exported: its old home
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 __all__ = [
@@ -45,11 +45,13 @@ class StudentConfig:
         path: Local ``save_pretrained`` directory or hub id, loaded with ``from_pretrained``.
         config: Instead of ``path``: a model config (``model_type`` plus fields such as ``hidden_size``)
             to build a randomly initialised student; ``vocab_size`` defaults to the tokenizer's length.
-        tokenizer: Tokenizer directory or hub id; defaults to ``path``.
+        tokenizer: Tokenizer directory, hub id or ``.gguf`` file; defaults to ``path`` (with ``gguf_file``,
+            the tokenizer and chat template embedded in that GGUF file).
         dtype: Parameter dtype: float32, bfloat16 or float16.
         attn_implementation: ``sdpa``, ``eager`` or ``flash_attention_2``.
         gradient_checkpointing: Recompute activations in the backward pass (less memory, ~30% slower).
-        gguf_file: A GGUF file inside ``path`` to load (dequantised) instead of safetensors.
+        gguf_file: A GGUF file inside ``path`` to load (dequantised) instead of safetensors; its embedded
+            tokenizer and chat template are used unless ``tokenizer`` is set.
         revision: Hub revision.
         trust_remote_code: Allow custom modelling code from the checkpoint.
         init_seed: Seed for the random initialisation of a ``config`` student.
@@ -71,10 +73,15 @@ class StudentConfig:
 
     @property
     def tokenizer_path(self) -> str:
-        tok = self.tokenizer or self.path
-        if tok is None:
+        """Where the tokenizer comes from; for a GGUF student the ``.gguf`` file itself (``load_tokenizer``
+        reads a path ending in ``.gguf`` with ``gguf_file=``), so every caller of this path gets it."""
+        if self.tokenizer:
+            return self.tokenizer
+        if self.path is None:
             raise ValueError("student: set `tokenizer` (or `path`, whose tokenizer is then used)")
-        return tok
+        if self.gguf_file:
+            return f"{self.path.rstrip('/')}/{self.gguf_file}"
+        return self.path
 
 
 @dataclass
@@ -107,9 +114,10 @@ def build_causal_lm(cfg: StudentConfig, vocab_size: int | None = None) -> nn.Mod
         kwargs = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
         if cfg.attn_implementation:
             kwargs["attn_implementation"] = cfg.attn_implementation
-        if cfg.gguf_file:
-            kwargs["gguf_file"] = cfg.gguf_file
-        return AutoModelForCausalLM.from_pretrained(resolve_path(cfg.path), **kwargs)
+        path, gguf = split_gguf(resolve_path(cfg.path), cfg.gguf_file)  # `path` may name the .gguf file
+        if gguf:
+            kwargs["gguf_file"] = gguf
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     fields = dict(cfg.config)
     model_type = fields.pop("model_type", None)
     if model_type is None:
