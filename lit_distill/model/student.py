@@ -115,9 +115,9 @@ def build_causal_lm(cfg: StudentConfig, vocab_size: int | None = None) -> nn.Mod
         if cfg.attn_implementation:
             kwargs["attn_implementation"] = cfg.attn_implementation
         path, gguf = split_gguf(resolve_path(cfg.path), cfg.gguf_file)  # `path` may name the .gguf file
-        if gguf:
-            kwargs["gguf_file"] = gguf
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        if not gguf:
+            return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        return _load_gguf(path, gguf, kwargs)
     fields = dict(cfg.config)
     model_type = fields.pop("model_type", None)
     if model_type is None:
@@ -130,6 +130,26 @@ def build_causal_lm(cfg: StudentConfig, vocab_size: int | None = None) -> nn.Mod
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.init_seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model
+
+
+def _load_gguf(path: str, gguf: str, kwargs: dict) -> nn.Module:
+    """A GGUF checkpoint as a plain dense model in ``dtype``, trainable and ``save_pretrained``-able.
+
+    Weights are dequantised at load (``GgufConfig(dequantize=True)``): GGUF blocks are not trainable and, with
+    the ``kernels`` package installed, transformers would otherwise keep them packed. The quantizer is then
+    detached, since nothing is quantized any more; left attached, ``save_pretrained`` (the export) refuses
+    with "The model is quantized with gguf and is not serializable".
+    """
+    from transformers import AutoModelForCausalLM
+    from transformers.utils.quantization_config import GgufConfig
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path, gguf_file=gguf, quantization_config=GgufConfig(dequantize=True), **kwargs
+    )
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
     return model
 
 

@@ -26,6 +26,18 @@ SMOLLM2_TEMPLATE = (
 )
 
 
+class FakeLM:
+    """What from_pretrained returns for a GGUF file: a model with the GGUF quantizer attached."""
+
+    def __init__(self, kwargs: dict) -> None:
+        if "gguf_file" in kwargs:
+            self.hf_quantizer = self
+            self.quantization_config = kwargs.get("quantization_config")
+
+    def remove_quantization_config(self, model) -> None:
+        del model.hf_quantizer
+
+
 @pytest.fixture
 def calls(monkeypatch, tokenizer):
     """Record (path, kwargs) of every AutoTokenizer / AutoModelForCausalLM.from_pretrained call."""
@@ -37,7 +49,7 @@ def calls(monkeypatch, tokenizer):
 
     def fake_lm(path, **kwargs):
         seen.append(("model", path, kwargs))
-        return "lm"
+        return FakeLM(kwargs)
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake_tok)
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake_lm)
@@ -47,11 +59,16 @@ def calls(monkeypatch, tokenizer):
 def test_gguf_student_reads_tokenizer_from_the_gguf_file(calls, tmp_path):
     cfg = StudentConfig(path=str(tmp_path), gguf_file=GGUF)
     load_tokenizer(cfg.tokenizer_path)  # what DistillModule and score-lark do
-    assert build_causal_lm(cfg) == "lm"
+    lm = build_causal_lm(cfg)
+    quant = calls[1][2].pop("quantization_config")
     assert calls == [
         ("tokenizer", str(tmp_path), {"gguf_file": GGUF}),
         ("model", str(tmp_path), {"dtype": torch.float32, **_model_kwargs(GGUF)}),
     ]
+    # Dequantised to a dense, trainable model, and the quantizer detached: save_pretrained (the export)
+    # refuses a model that still carries the GGUF quantizer.
+    assert quant.dequantize is True
+    assert not hasattr(lm, "hf_quantizer")
 
 
 def _model_kwargs(gguf: str) -> dict:
