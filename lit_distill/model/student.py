@@ -22,7 +22,7 @@ from torch import nn
 from lit_distill.errors import load_local_or_hub
 from lit_distill.model.losses import SequenceStats, sequence_statistics
 from lit_distill.paths import resolve_path
-from lit_distill.tokenizer import load_tokenizer  # re-exported: its old home
+from lit_distill.tokenizer import load_tokenizer, split_gguf  # load_tokenizer re-exported: its old home
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 __all__ = [
@@ -46,11 +46,13 @@ class StudentConfig:
         path: Local ``save_pretrained`` directory or hub id, loaded with ``from_pretrained``.
         config: Instead of ``path``: a model config (``model_type`` plus fields such as ``hidden_size``)
             to build a randomly initialised student; ``vocab_size`` defaults to the tokenizer's length.
-        tokenizer: Tokenizer directory or hub id; defaults to ``path``.
+        tokenizer: Tokenizer directory, hub id or ``.gguf`` file; defaults to ``path`` (with ``gguf_file``,
+            the tokenizer and chat template embedded in that GGUF file).
         dtype: Parameter dtype: float32, bfloat16 or float16.
         attn_implementation: ``sdpa``, ``eager`` or ``flash_attention_2``.
         gradient_checkpointing: Recompute activations in the backward pass (less memory, ~30% slower).
-        gguf_file: A GGUF file inside ``path`` to load (dequantised) instead of safetensors.
+        gguf_file: A GGUF file inside ``path`` to load (dequantised) instead of safetensors; its embedded
+            tokenizer and chat template are used unless ``tokenizer`` is set.
         revision: Hub revision.
         trust_remote_code: Allow custom modelling code from the checkpoint.
         init_seed: Seed for the random initialisation of a ``config`` student.
@@ -72,10 +74,15 @@ class StudentConfig:
 
     @property
     def tokenizer_path(self) -> str:
-        tok = self.tokenizer or self.path
-        if tok is None:
+        """Where the tokenizer comes from; for a GGUF student the ``.gguf`` file itself (``load_tokenizer``
+        reads a path ending in ``.gguf`` with ``gguf_file=``), so every caller of this path gets it."""
+        if self.tokenizer:
+            return self.tokenizer
+        if self.path is None:
             raise ValueError("student: set `tokenizer` (or `path`, whose tokenizer is then used)")
-        return tok
+        if self.gguf_file:
+            return f"{self.path.rstrip('/')}/{self.gguf_file}"
+        return self.path
 
 
 @dataclass
@@ -108,10 +115,11 @@ def build_causal_lm(cfg: StudentConfig, vocab_size: int | None = None) -> nn.Mod
         kwargs = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
         if cfg.attn_implementation:
             kwargs["attn_implementation"] = cfg.attn_implementation
-        if cfg.gguf_file:
-            kwargs["gguf_file"] = cfg.gguf_file
-        # A missing local folder is reported as such, not as the hub download from_pretrained then tries.
-        return load_local_or_hub(AutoModelForCausalLM.from_pretrained, resolve_path(cfg.path), **kwargs)
+        path, gguf = split_gguf(resolve_path(cfg.path), cfg.gguf_file)  # `path` may name the .gguf file
+        if not gguf:
+            # A missing local folder is reported as such, not as the hub download from_pretrained then tries.
+            return load_local_or_hub(AutoModelForCausalLM.from_pretrained, path, **kwargs)
+        return _load_gguf(path, gguf, kwargs)
     fields = dict(cfg.config)
     model_type = fields.pop("model_type", None)
     if model_type is None:
@@ -124,6 +132,26 @@ def build_causal_lm(cfg: StudentConfig, vocab_size: int | None = None) -> nn.Mod
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.init_seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model
+
+
+def _load_gguf(path: str, gguf: str, kwargs: dict) -> nn.Module:
+    """A GGUF checkpoint as a plain dense model in ``dtype``, trainable and ``save_pretrained``-able.
+
+    Weights are dequantised at load (``GgufConfig(dequantize=True)``): GGUF blocks are not trainable and, with
+    the ``kernels`` package installed, transformers would otherwise keep them packed. The quantizer is then
+    detached, since nothing is quantized any more; left attached, ``save_pretrained`` (the export) refuses
+    with "The model is quantized with gguf and is not serializable".
+    """
+    from transformers import AutoModelForCausalLM
+    from transformers.utils.quantization_config import GgufConfig
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path, gguf_file=gguf, quantization_config=GgufConfig(dequantize=True), **kwargs
+    )
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
     return model
 
 

