@@ -25,7 +25,8 @@ class RunResult:
     curve: list[tuple[int, float, float | None]]  # (step, metric, tokens at that step or None)
 
 
-def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """A run folder's TensorBoard scalar series, sorted by step (a repeated step keeps its last value)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out: dict[str, list[tuple[int, float]]] = {}
@@ -43,7 +44,7 @@ def read_run(study: Study, arm: str, seed: int, metric: str) -> RunResult | None
     if not summary_path.exists():
         return None
     summary = json.loads(summary_path.read_text())
-    scalars = _scalars(run_dir)
+    scalars = read_scalars(run_dir)
     tokens = scalars.get("train/tokens", [])
     curve = []
     for step, value in scalars.get(metric, []):

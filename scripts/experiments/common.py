@@ -111,15 +111,10 @@ def add_common_arguments(p: argparse.ArgumentParser, name: str, arms: list[str])
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    """The run's TensorBoard scalars (the reader `lit-distill compare` uses)."""
+    from lit_distill.compare.report import read_scalars
 
-    out: dict[str, list[tuple[int, float]]] = {}
-    for f in sorted(run_dir.glob("events.out.tfevents.*")):
-        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
-        ea.Reload()
-        for tag in ea.Tags()["scalars"]:
-            out.setdefault(tag, []).extend((e.step, e.value) for e in ea.Scalars(tag))
-    return out
+    return read_scalars(run_dir)
 
 
 def mean_std(values) -> str:
