@@ -81,3 +81,23 @@ def test_compare_runs_arms_by_seed_caches_and_reports(pool_dir, tokenizer_dir, t
     uniform.write_text("data: {mixture: {policy: temperature, temperature: 2.0}}\n")
     changed = run_cli(args, timeout=600)
     assert changed.returncode == 2 and "other configs" in changed.stdout
+
+
+def test_seed_placeholder_fills_paths_and_overrides_per_run(tmp_path):
+    from lit_distill.compare.runner import Arm, Study, fingerprint, fit_command
+
+    base = write_config({"trainer": {"max_steps": 1}}, tmp_path / "base.yaml")
+    for seed in (3, 4):
+        write_config({"data": {"seed": seed}}, tmp_path / f"mix{seed}.yaml")
+    arm = Arm.parse(f"fixed={tmp_path}/mix{{seed}}.yaml")
+    study = Study(
+        base=(base,), arms=[arm], seeds=[3, 4], output=tmp_path / "out",
+        fit_args=["--model.student.init_checkpoint", "warm/seed{seed}/last.ckpt"],
+    )  # fmt: skip
+    cmd = fit_command(study, arm, 4)
+    assert str(tmp_path / "mix4.yaml") in cmd and "warm/seed4/last.ckpt" in cmd
+    assert not any("{seed}" in c for c in cmd)
+    assert fingerprint(study, arm, 3) != fingerprint(study, arm, 4)
+    # A seed whose per-seed config is missing is refused when the study is built, not halfway through it.
+    with pytest.raises(FileNotFoundError, match="seed 5"):
+        Study(base=(base,), arms=[arm], seeds=[3, 5], output=tmp_path / "out")

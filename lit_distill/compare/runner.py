@@ -33,7 +33,11 @@ class Arm:
 
     @classmethod
     def parse(cls, text: str) -> Arm:
-        """``name=a.yaml[,b.yaml]`` or ``name=`` (the base config alone)."""
+        """``name=a.yaml[,b.yaml]`` or ``name=`` (the base config alone).
+
+        A path may contain ``{seed}`` (e.g. a per-seed mixture written by an earlier study); it is filled in
+        per run and checked when the study is built, for every seed.
+        """
         name, sep, paths = text.partition("=")
         if not sep or not name or not name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(
@@ -41,9 +45,17 @@ class Arm:
             )
         configs = tuple(Path(p) for p in paths.split(",") if p)
         for p in configs:
-            if not p.is_file():
+            if SEED not in str(p) and not p.is_file():
                 raise FileNotFoundError(f"arm {name!r}: config {p} does not exist")
         return cls(name, configs)
+
+
+SEED = "{seed}"
+
+
+def for_seed(path: Path | str, seed: int) -> Path:
+    """``path`` with ``{seed}`` replaced by the run's seed."""
+    return Path(str(path).replace(SEED, str(seed)))
 
 
 @dataclass
@@ -56,7 +68,8 @@ class Study:
         seeds: Seeds; seed s sets ``seed_everything``, ``data.seed`` and ``model.student.init_seed``.
         output: Study folder (runs, report).
         max_tokens: Token budget per run (``TokenBudget``); None keeps the configs' step budget.
-        fit_args: Extra command-line overrides passed to every fit (after all configs).
+        fit_args: Extra command-line overrides passed to every fit (after all configs); ``{seed}`` in a config
+            path or an override is replaced by the run's seed (per-seed warm students, per-seed mixtures).
         parallel: Runs at a time; each gets ``cpu_count // parallel`` torch threads.
     """
 
@@ -76,12 +89,25 @@ class Study:
             raise ValueError("a study needs at least one arm and one seed")
         if self.parallel < 1:
             raise ValueError("parallel must be >= 1")
-        for p in self.base:
-            if not Path(p).is_file():
-                raise FileNotFoundError(f"base config {p} does not exist")
+        for seed in self.seeds:
+            for p in self.base:
+                if not for_seed(p, seed).is_file():
+                    raise FileNotFoundError(f"base config {for_seed(p, seed)} does not exist")
+            for arm in self.arms:
+                for p in self.configs(arm, seed)[len(self.base) :]:
+                    if not p.is_file():
+                        raise FileNotFoundError(f"arm {arm.name!r}, seed {seed}: config {p} does not exist")
 
     def run_dir(self, arm: Arm, seed: int) -> Path:
         return self.output / "runs" / arm.name / f"seed{seed}"
+
+    def configs(self, arm: Arm, seed: int) -> list[Path]:
+        """The run's configs in order: base, then the arm's overlays, ``{seed}`` filled in."""
+        return [for_seed(p, seed) for p in (*self.base, *arm.configs)]
+
+    def args(self, seed: int) -> list[str]:
+        """The extra overrides of one run, ``{seed}`` filled in."""
+        return [a.replace(SEED, str(seed)) for a in self.fit_args]
 
 
 def run_overlay(study: Study, arm: Arm, seed: int) -> dict:
@@ -110,18 +136,18 @@ def run_overlay(study: Study, arm: Arm, seed: int) -> dict:
 def fingerprint(study: Study, arm: Arm, seed: int) -> str:
     """Hash of the config texts, overrides, budget and seed that define one run."""
     h = hashlib.sha256()
-    for p in (*study.base, *arm.configs):
-        h.update(Path(p).read_bytes())
-    h.update(json.dumps([study.fit_args, study.max_tokens, seed]).encode())
+    for p in study.configs(arm, seed):
+        h.update(p.read_bytes())
+    h.update(json.dumps([study.args(seed), study.max_tokens, seed]).encode())
     return h.hexdigest()[:16]
 
 
 def fit_command(study: Study, arm: Arm, seed: int) -> list[str]:
     run_dir = study.run_dir(arm, seed)
     cmd = [sys.executable, "-m", "lit_distill.cli", "fit"]
-    for p in (*study.base, *arm.configs, run_dir / "overlay.yaml"):
+    for p in (*study.configs(arm, seed), run_dir / "overlay.yaml"):
         cmd += ["--config", str(p)]
-    cmd += study.fit_args
+    cmd += study.args(seed)
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.exists():
         cmd += ["--ckpt_path", str(last)]  # an interrupted run continues where it stopped

@@ -9,6 +9,8 @@ Layout::
 
     pool/{concise,verbose,noisy,hard}.jsonl   training sources (record schema, K = 3 candidates/problem)
     eval/{easy,hard}.jsonl                    held-out problems with reference answers
+    testbed/pool/<source>.jsonl               the validation testbed (demo/testbed.py): 8 sources, K = 4
+    testbed/eval/{easy,medium,hard}.jsonl     its held-out sets, 300 problems each
     tokenizer/                                byte-level BPE (digits split), ChatML template with
                                               {% generation %} tags, saved with save_pretrained
 """
@@ -23,9 +25,10 @@ import tempfile
 from pathlib import Path
 
 from lit_distill.demo.generator import DemoSpec, build_eval, build_pool
+from lit_distill.demo.testbed import TestbedSpec, build_testbed_eval, build_testbed_pool
 
 SCHEME = "demo://"
-VERSION = "2"  # bump when the generator or the tokenizer recipe changes
+VERSION = "3"  # bump when the generator or the tokenizer recipe changes
 VOCAB_SIZE = 512
 # ChatML. The {% generation %} markers let transformers return assistant-token masks; the assistant
 # turn (with its <|im_end|> and newline) is exactly what formatting.py trains on.
@@ -99,6 +102,12 @@ def build_demo_assets(root: Path, spec: DemoSpec | None = None) -> Path:
         _write_jsonl(root / "pool" / f"{name}.jsonl", records)
     for name, records in evals.items():
         _write_jsonl(root / "eval" / f"{name}.jsonl", records)
+    testbed = TestbedSpec(seed=spec.seed)
+    for name, records in build_testbed_pool(testbed).items():
+        _write_jsonl(root / "testbed" / "pool" / f"{name}.jsonl", records)
+    for name, records in build_testbed_eval(testbed).items():
+        _write_jsonl(root / "testbed" / "eval" / f"{name}.jsonl", records)
+    # The tokenizer is trained on the demo pool only, so the testbed leaves the demo's tokenizer unchanged.
     texts = [m["content"] for recs in pool.values() for r in recs for m in r["messages"]]
     # Role names appear once in every templated sequence; weight them so BPE merges them too.
     texts += ["user\n", "assistant\n"] * len(texts)

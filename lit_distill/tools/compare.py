@@ -6,7 +6,8 @@ Runs each arm x seed through the normal ``fit`` path and writes a report with pa
         --arm balanced= --arm dmc=configs/selection/dmc.yaml --baseline balanced \\
         --seeds 0 1 2 3 4 --parallel 2 --max-tokens 2000000 --output runs/compare/my-study
 
-An arm is ``NAME=overlay.yaml[,more.yaml]`` composed after the base configs (``NAME=`` is the base alone).
+An arm is ``NAME=overlay.yaml[,more.yaml]`` composed after the base configs (``NAME=`` is the base alone);
+``{seed}`` in a config path or override is replaced by the run's seed (per-seed warm students or mixtures).
 Finished runs are cached, so an interrupted study resumes; ``--report-only`` rewrites the report.
 """
 
@@ -30,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (threads are split between them)")
     p.add_argument("--output", type=Path, required=True, help="study folder: runs/, report.md, results.json")
     p.add_argument("--report-only", action="store_true", help="report the finished runs, start none")
-    p.add_argument("fit_args", nargs=argparse.REMAINDER, help="after --: overrides passed to every fit")
+    p.add_argument(
+        "fit_args", nargs=argparse.REMAINDER, help="after --: overrides passed to every fit ({seed} is filled in)"
+    )
     return p
 
 
