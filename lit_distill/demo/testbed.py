@@ -55,7 +55,13 @@ def _sloppy(rate: float):
     return lambda problem, rng: sloppy(problem, rng, rate)
 
 
-TESTBED_TEACHERS = {**TEACHERS, "rewrite": rewrite, "filler": filler, "sloppy20": _sloppy(0.2), "sloppy45": _sloppy(0.45)}
+TESTBED_TEACHERS = {
+    **TEACHERS,
+    "rewrite": rewrite,
+    "filler": filler,
+    "sloppy20": _sloppy(0.2),
+    "sloppy45": _sloppy(0.45),
+}
 CONCISE = ("stepwise", "grouped", "terse", "rewrite")
 
 # name -> (difficulty, teachers of candidates 0..3, problems). Order fixed: it sets the stream ids.

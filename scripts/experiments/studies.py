@@ -143,7 +143,11 @@ def mixture(seeds: list[int]) -> None:
     for seed in seeds:
         derived_overlays(seed)
     cfg = OUT / "mixture" / "configs"
-    arms = {**PHASE1, "final_fixed": [cfg / "final_fixed_seed{seed}.yaml"], "dmc_shuffled": [cfg / "shuffled_seed{seed}.yaml"]}
+    arms = {
+        **PHASE1,
+        "final_fixed": [cfg / "final_fixed_seed{seed}.yaml"],
+        "dmc_shuffled": [cfg / "shuffled_seed{seed}.yaml"],
+    }
     run(study("mixture", arms, seeds, MIXTURE_TOKENS, FROM_WARM), "balanced")
 
 
