@@ -43,9 +43,14 @@ SINGLE_TOKENS = 120_000
 PARALLEL = 2
 
 
-def study(name: str, arms: dict[str, list[Path]], seeds: list[int], tokens: int | None, fit_args=()) -> Study:
+def study(name: str, arms: dict[str, list[Path]], seeds: list[int], tokens: int | None, fit_args=(), base=(BASE,)):
+    """A compare study; pilot seeds (< 10) write to ``<name>_pilot`` so they never mix with confirmatory runs."""
+    if name != "warm" and min(seeds) < 10:
+        if max(seeds) >= 10:
+            raise ValueError("run pilot seeds (< 10) and confirmatory seeds (>= 10) separately")
+        name += "_pilot"
     return Study(
-        base=(BASE,),
+        base=tuple(base),
         arms=[Arm(n, tuple(c)) for n, c in arms.items()],
         seeds=seeds,
         output=OUT / name,
@@ -74,7 +79,7 @@ def warm(seeds: list[int]) -> None:
 # ----------------------------------------------------------------------------------------------------- D1
 def static_dmc(seed: int) -> dict:
     """Static DMC (every variant) of every source at the seed's warm student, larger probes than in-run."""
-    out = OUT / "d1" / "static_dmc" / f"seed{seed}.json"
+    out = OUT / ("d1" if seed >= 10 else "d1_pilot") / "static_dmc" / f"seed{seed}.json"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "lit_distill.cli", "score", "dmc", "--config", str(BASE)]
@@ -92,7 +97,7 @@ def d1(seeds: list[int]) -> None:
     for src in SOURCES:
         weights = {s: (1.0 if s == src else 0.0) for s in SOURCES}
         cfg = {"data": {"mixture": {"policy": "static", "weights": weights}}, "trainer": {"val_check_interval": 400}}
-        arms[f"only_{src}"] = [write(OUT / "d1" / "configs" / f"only_{src}.yaml", cfg)]
+        arms[f"only_{src}"] = [write(OUT / "configs" / f"only_{src}.yaml", cfg)]
     run(study("d1", arms, seeds, SINGLE_TOKENS, FROM_WARM), "only_easy")
 
 
@@ -120,11 +125,11 @@ def _mixture_at(run_dir: Path, last: bool) -> dict[str, float]:
     return {k: v / total for k, v in out.items()}
 
 
-def derived_overlays(seed: int) -> None:
+def derived_overlays(s: Study, seed: int) -> None:
     """Per-seed arms that need phase 1: the final dynamic mixture held from step 0, and shuffled static DMC."""
-    runs = OUT / "mixture" / "runs"
+    runs = s.output / "runs"
     final = _mixture_at(runs / "dmc_dynamic" / f"seed{seed}", last=True)
-    write(OUT / "mixture" / "configs" / f"final_fixed_seed{seed}.yaml",
+    write(s.output / "configs" / f"final_fixed_seed{seed}.yaml",
           {"data": {"mixture": {"policy": "static", "weights": final}}})  # fmt: skip
     static = _mixture_at(runs / "dmc_static" / f"seed{seed}", last=False)
     values, rng = np.array([static[s] for s in SOURCES]), np.random.default_rng(seed)
@@ -134,15 +139,16 @@ def derived_overlays(seed: int) -> None:
         if not np.array_equal(order, np.argsort(-values[perm])):
             break
     shuffled = {s: float(values[perm][i]) for i, s in enumerate(SOURCES)}
-    write(OUT / "mixture" / "configs" / f"shuffled_seed{seed}.yaml",
+    write(s.output / "configs" / f"shuffled_seed{seed}.yaml",
           {"data": {"mixture": {"policy": "static", "weights": shuffled}}})  # fmt: skip
 
 
 def mixture(seeds: list[int]) -> None:
-    run(study("mixture", PHASE1, seeds, MIXTURE_TOKENS, FROM_WARM), "balanced")
+    phase1 = study("mixture", PHASE1, seeds, MIXTURE_TOKENS, FROM_WARM)
+    run(phase1, "balanced")
     for seed in seeds:
-        derived_overlays(seed)
-    cfg = OUT / "mixture" / "configs"
+        derived_overlays(phase1, seed)
+    cfg = phase1.output / "configs"
     arms = {
         **PHASE1,
         "final_fixed": [cfg / "final_fixed_seed{seed}.yaml"],
