@@ -1,11 +1,14 @@
 """The validation studies of docs/experiments/protocol.md, on the testbed, through ``lit-distill compare``.
 
-    python scripts/experiments/studies.py warm          # one warm student per seed (400 steps, uniform)
-    python scripts/experiments/studies.py d1            # static DMC per variant vs single-source accuracy
-    python scripts/experiments/studies.py mixture       # D2 + D3: nine mixture arms, token-matched
-    python scripts/experiments/studies.py lark          # L1 + L2: LARK chi2 / hard / random / all, K=4, B=2
-    python scripts/experiments/studies.py l3            # L3: g-hat vs realised per-trajectory loss drop
-    python scripts/experiments/studies.py report        # docs/experiments/results.md, figures, JSON
+    python scripts/experiments/studies.py warm             # one warm student per seed (400 steps, uniform)
+    python scripts/experiments/studies.py mixture_primary  # D2 + D3 primary arms: balanced, top-m, dynamic DMC
+    python scripts/experiments/studies.py lark_primary     # L1 primary arms: chi2 and random-B, sample mode
+    python scripts/experiments/studies.py d1 --seeds 10 11 12   # static DMC per variant vs single-source accuracy
+    python scripts/experiments/studies.py mixture          # D2 + D3: all nine mixture arms, token-matched
+    python scripts/experiments/studies.py lark             # L1 + L2 sample mode: chi2 / hard / random-B / all
+    python scripts/experiments/studies.py l3               # L3: g-hat vs realised per-trajectory loss drop
+    python scripts/experiments/studies.py lark_loss        # L1 + L2 loss mode
+    python scripts/experiments/studies.py report           # docs/experiments/results.md, figures, JSON
 
 ``--seeds`` defaults to the confirmatory seeds {10..14}; ``--seeds 0 1`` runs the pilot. Every run is cached by
 ``compare`` (interrupt and rerun freely). Arms start from their seed's warm student
@@ -143,9 +146,16 @@ def derived_overlays(s: Study, seed: int) -> None:
           {"data": {"mixture": {"policy": "static", "weights": shuffled}}})  # fmt: skip
 
 
-def mixture(seeds: list[int]) -> None:
-    phase1 = study("mixture", PHASE1, seeds, MIXTURE_TOKENS, FROM_WARM)
+PRIMARY = ("balanced", "dmc_topm", "dmc_dynamic")  # the primary comparisons of D2 and D3 run first
+
+
+def mixture(seeds: list[int], only: list[str] | None = None) -> None:
+    """Phase 1 (``only`` a subset of it, e.g. the primary arms), then the two arms derived from phase 1."""
+    first = {k: v for k, v in PHASE1.items() if only is None or k in only}
+    phase1 = study("mixture", first, seeds, MIXTURE_TOKENS, FROM_WARM)
     run(phase1, "balanced")
+    if only is not None:
+        return
     for seed in seeds:
         derived_overlays(phase1, seed)
     cfg = phase1.output / "configs"
@@ -157,9 +167,66 @@ def mixture(seeds: list[int]) -> None:
     run(study("mixture", arms, seeds, MIXTURE_TOKENS, FROM_WARM), "balanced")
 
 
+def mixture_primary(seeds: list[int]) -> None:
+    mixture(seeds, list(PRIMARY))
+
+
+# ------------------------------------------------------------------------------------------ LARK (L1, L2)
+LARK_BASE = (BASE, EXP / "lark_pool.yaml")
+LARK_RULES = ("chi2", "hard", "random")
+
+
+def _lark_arms(modes: tuple[str, ...], s: Study) -> dict[str, list[Path]]:
+    seed_cfg = s.output / "configs" / "lark_seed{seed}.yaml"  # the random rule's draw follows the run's seed
+    for seed in s.seeds:
+        write(Path(str(seed_cfg).format(seed=seed)), {"lark": {"init_args": {"seed": seed}}})
+    arms: dict[str, list[Path]] = {"all": []}
+    for mode in modes:
+        for rule in LARK_RULES:
+            arms[f"{rule}_{mode}"] = [ARMS / f"lark_{rule}_{mode}.yaml", seed_cfg]
+    return arms
+
+
+def lark(seeds: list[int], modes: tuple[str, ...] = ("sample",), only: tuple[str, ...] | None = None) -> None:
+    s = study("lark", {"all": []}, seeds, MIXTURE_TOKENS, FROM_WARM, base=LARK_BASE)
+    arms = {k: v for k, v in _lark_arms(modes, s).items() if only is None or k in only}
+    run(study("lark", arms, seeds, MIXTURE_TOKENS, FROM_WARM, base=LARK_BASE), "random_sample")
+
+
+def lark_primary(seeds: list[int]) -> None:
+    lark(seeds, only=("random_sample", "chi2_sample"))
+
+
+def lark_loss(seeds: list[int]) -> None:
+    lark(seeds, ("sample", "loss"))
+
+
+def l3(seeds: list[int]) -> None:
+    from lark_utility import l3 as run_l3  # scripts/experiments/lark_utility.py
+
+    run_l3(seeds, OUT / ("l3" if min(seeds) >= 10 else "l3_pilot"))
+
+
+def report(seeds: list[int]) -> None:
+    from study_report import write_report  # scripts/experiments/study_report.py
+
+    # Each study's results.json, rebuilt over every arm that has runs (stages ran on subsets of the arms).
+    studies = (("d1", "only_easy", SINGLE_TOKENS), ("mixture", "balanced", MIXTURE_TOKENS))
+    for name, baseline, tokens in (*studies, ("lark", "random_sample", MIXTURE_TOKENS)):
+        runs = OUT / name / "runs"
+        if runs.is_dir():
+            arms = [Arm(d.name) for d in sorted(runs.iterdir()) if d.is_dir()]
+            s = Study(base=(BASE,), arms=arms, seeds=seeds, output=OUT / name, max_tokens=tokens)
+            build_report(s, "val/accuracy", baseline if baseline in [a.name for a in arms] else arms[0].name)
+    write_report(OUT, seeds)
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("stage", choices=["warm", "d1", "mixture", "lark", "l3", "report"])
+    p.add_argument(
+        "stage",
+        choices=["warm", "d1", "mixture_primary", "mixture", "lark_primary", "lark", "lark_loss", "l3", "report"],
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=CONFIRMATORY)
     args = p.parse_args(argv)
     globals()[args.stage](args.seeds)
