@@ -1,0 +1,425 @@
+"""L3 (docs/experiments/protocol.md): does LARK's g-hat predict the realised per-trajectory loss drop?
+
+    python scripts/experiments/lark_utility.py --seeds 10 11 12 13 14 --out runs/studies/l3
+    python scripts/experiments/lark_utility.py --seeds 0 --problems 20 --out /tmp/l3   # a quick pilot
+
+For each seed, from its warm student (``runs/studies/warm/.../seed{seed}/checkpoints/last.ckpt``, built as
+``lit-distill score dmc --ckpt`` builds it from ``configs/experiments/testbed.yaml``):
+
+1. a seeded, source-stratified draw of problems from the testbed sources whose K = 4 candidates differ in
+   style (``STYLED``), all candidates of each;
+2. the package's own LARK scoring of every candidate (``tools.score_lark``: the same tokenisation, forward
+   pass and ``write_scores``, whose file is read back), giving L, Brier, rho and per-problem g-hat;
+3. the realised utility of each trajectory: from a fresh copy of the warm student, ``steps`` optimiser steps
+   (AdamW at the config's peak lr, its weight decay and gradient clipping, the training loss) on that one
+   trajectory; the drop (before - after) of the mean response NLL of it and of the problem's other
+   candidates (transfer), all measured in one eval forward pass of the problem;
+4. statistics: within-problem Spearman (K = 4) of g-hat, L alone and a seeded random score with the drop,
+   averaged over problems, and the pooled Spearman with the relative drop (drop / L: g-hat and the absolute
+   drop both grow with L), with 95 % bootstrap CIs over problems; across seeds, means and the paired
+   differences g-hat - L and g-hat - random with bootstrap CIs over seeds.
+
+Writes ``out/seed{seed}/l3.json`` (raw per-trajectory arrays; reused when present with the same settings) and
+``out/l3.json`` (every seed's raw arrays and statistics plus the summary), and returns the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lit_distill.compare.stats import bootstrap_mean_ci, paired_difference
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = REPO / "configs" / "experiments" / "testbed.yaml"
+WARM = str(REPO / "runs" / "studies" / "warm" / "runs" / "warm" / "seed{seed}" / "checkpoints" / "last.ckpt")
+# Testbed sources whose four candidates come from different teacher styles (the others repeat one teacher).
+STYLED = ("easy", "easy_verbose", "medium", "medium_style2", "hard")
+K = 4
+SCORES = ("g_hat", "L", "random")
+RESAMPLES = 2000  # bootstrap resamples over problems (the pooled Spearman is re-ranked per resample)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the realised utility depends on; a cached seed is reused only if these match.
+
+    Args:
+        problems: Problems drawn per seed (stratified over ``STYLED``, all K candidates each).
+        steps: Optimiser steps on each trajectory alone.
+        optimizer: ``adamw`` (the training optimiser) or ``sgd`` (plain SGD, the regime g-hat is derived in).
+        lr: Learning rate; None = the config's peak ``model.optimizer.lr`` (constant, no warm-up).
+        top_k: Brier top-K of the LARK scoring (``score lark``'s default).
+        config: The training config the student, data and optimiser settings are read from.
+    """
+
+    problems: int = 150
+    steps: int = 3
+    optimizer: str = "adamw"
+    lr: float | None = None
+    top_k: int = 50
+    config: str = str(BASE)
+
+
+# ------------------------------------------------------------------------------------------- loading
+def load_student(config: str, ckpt: str):
+    """``(module, run)``: the config's DistillModule with the checkpoint's student, as ``score dmc`` builds it."""
+    from lit_distill.checkpoint import load_trained_student
+    from lit_distill.tools.config import load_run
+
+    run = load_run([config])
+    module = run.model
+    module.configure_model()
+    load_trained_student(module, ckpt)
+    module.student.float()  # fp32 throughout
+    return module, run
+
+
+def draw_pools(run, seed: int, problems: int) -> list:
+    """Per styled source, a LarkPool of the drawn problems' rows (all K), problems split evenly over sources."""
+    from lit_distill.tools.score_lark import LarkPool, load_pool
+
+    configs = {c.name: c for c in run.datamodule.source_configs}
+    rng = np.random.default_rng([seed, 31])
+    pools = []
+    for i, name in enumerate(STYLED):
+        pool = load_pool(configs[name])
+        ids = list(dict.fromkeys(pool.problem_ids))  # problems in file order
+        count = problems // len(STYLED) + (i < problems % len(STYLED))
+        chosen = set(rng.choice(len(ids), size=min(count, len(ids)), replace=False).tolist())
+        keep_ids = {ids[j] for j in chosen}
+        rows = [r for r, p in enumerate(pool.problem_ids) if p in keep_ids]
+        pools.append(
+            LarkPool(
+                source=pool.source,
+                records=pool.records.select(rows),
+                files=pool.files,
+                problem_ids=[pool.problem_ids[r] for r in rows],
+                candidate_ids=pool.candidate_ids[rows],
+            )
+        )
+    return pools
+
+
+def lark_scores(module, pool, max_length: int, top_k: int, path: Path):
+    """Score a pool exactly as ``lit-distill score lark`` does and read its output file back."""
+    from lit_distill.tools.score_lark import score_shard, tokenise_pool, write_scores
+
+    data = tokenise_pool(pool, module.tokenizer, max_length)
+    sums = np.zeros((len(pool.problem_ids), 3), dtype=np.float64)
+    sums[data.rows] = score_shard(
+        module.student,
+        data.tokens,
+        data.prompt_len,
+        data.length,
+        rank=0,
+        world_size=1,
+        batch_size=1,  # the reference's batch size
+        top_k=top_k,
+        chunk_size=module.chunk_size,
+        pad_id=module.tokenizer.pad_token_id,
+        pack_length=None,
+        device=torch.device("cpu"),
+    )
+    write_scores(str(path), pool, data.status, sums)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return data, rows
+
+
+# ---------------------------------------------------------------------------------------- realised utility
+def _batch(data, items: list[int], pad_id: int) -> dict:
+    from lit_distill.data.collate import collate_train
+
+    lengths, prompt = data.length[items], data.prompt_len[items]
+    return collate_train(
+        [data.tokens[i] for i in items],
+        prompt,
+        pad_id=pad_id,
+        source=np.zeros(len(items), dtype=np.int64),
+        index=np.asarray(items),
+        loss_weight=np.ones(len(items), dtype=np.float32),
+        global_tokens=int((lengths - prompt).sum()),
+        global_examples=len(items),
+    )
+
+
+def _nll(module, batch: dict) -> np.ndarray:
+    return module.score(batch, top_k=None).ce_mean.numpy()
+
+
+def realised_drops(
+    module, data, groups: list[list[int]], settings: Settings, lr: float, clip: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(before [n, K], after [n, K, K])``: mean response NLLs of each problem's candidates at the warm student,
+    and after ``steps`` steps on candidate k alone (``after[p, k, j]``: candidate j after training on k)."""
+    from lit_distill.batch import student_inputs
+    from lit_distill.model.losses import reduce_loss
+    from lit_distill.model.optim import SchedulerConfig, build_optimizer
+
+    student = module.student
+    warm = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    opt_cfg = module.optimizer_config
+    pad = module.tokenizer.pad_token_id
+    before = np.zeros((len(groups), K))
+    after = np.zeros((len(groups), K, K))
+    for p, items in enumerate(groups):
+        problem_batch = _batch(data, items, pad)
+        before[p] = _nll(module, problem_batch)
+        for k, item in enumerate(items):
+            student.load_state_dict(warm)
+            if settings.optimizer == "adamw":
+                # The package's AdamW (param groups, weight decay, betas); its schedule is not stepped: constant lr.
+                const = SchedulerConfig(warmup_steps=0, decay="constant")
+                optimizer = build_optimizer(student, opt_cfg, const, settings.steps)["optimizer"]
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            else:
+                optimizer = torch.optim.SGD([q for q in student.parameters() if q.requires_grad], lr=lr)
+            batch = _batch(data, [item], pad)
+            student.train()
+            for _ in range(settings.steps):
+                optimizer.zero_grad(set_to_none=True)
+                stats = student(**student_inputs(batch), chunk_size=module.chunk_size)
+                loss = reduce_loss(
+                    stats,
+                    batch["loss_weight"],
+                    mode=module.weight_mode,
+                    reduction=module.loss_reduction,
+                    global_tokens=batch["global_tokens"],
+                    global_examples=batch["global_examples"],
+                )
+                loss.backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(student.parameters(), float(clip))
+                optimizer.step()
+            after[p, k] = _nll(module, problem_batch)
+    student.load_state_dict(warm)
+    return before, after
+
+
+def run_seed(seed: int, out: Path, settings: Settings, warm: str = WARM) -> dict:
+    """Raw per-trajectory arrays of one seed (cached in ``out/seed{seed}/l3.json``)."""
+    cache = out / f"seed{seed}" / "l3.json"
+    if cache.exists():
+        raw = json.loads(cache.read_text())
+        if raw.get("settings") == asdict(settings):
+            return raw
+        print(f"seed {seed}: cached settings differ, recomputing ({cache})", file=sys.stderr)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    module, run = load_student(settings.config, warm.format(seed=seed))
+    max_length = run.datamodule.max_length
+    lr = settings.lr if settings.lr is not None else module.optimizer_config.lr
+    clip = run.config.get("trainer.gradient_clip_val")  # Lightning clips by norm, as here
+    problem, source, cand, loss, brier, rho, g_hat, groups, datas = [], [], [], [], [], [], [], [], []
+    t0 = time.perf_counter()
+    for pool in draw_pools(run, seed, settings.problems):
+        data, rows = lark_scores(module, pool, max_length, settings.top_k, cache.parent / f"scores_{pool.source.name}.jsonl")
+        where = {r: i for i, r in enumerate(data.rows.tolist())}  # pool row -> tokenised item
+        by_problem: dict[str, list[int]] = {}
+        for r, row in enumerate(rows):
+            by_problem.setdefault(row["problem_id"], []).append(r)
+        for pid, pool_rows in by_problem.items():
+            if len(pool_rows) != K or any(rows[r]["g_hat"] is None or r not in where for r in pool_rows):
+                print(f"seed {seed}: {pool.source.name}/{pid} skipped (not all {K} candidates scored)", file=sys.stderr)
+                continue
+            groups.append((len(datas), [where[r] for r in pool_rows]))
+            for r in pool_rows:
+                row = rows[r]
+                problem.append(f"{pool.source.name}/{pid}")
+                source.append(pool.source.name)
+                cand.append(row["candidate_id"])
+                loss.append(row["L"])
+                brier.append(row["brier"])
+                rho.append(row["rho"])
+                g_hat.append(row["g_hat"])
+        datas.append(data)
+    score_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    before, after = np.zeros((0, K)), np.zeros((0, K, K))
+    for d, data in enumerate(datas):
+        mine = [items for dd, items in groups if dd == d]
+        b, a = realised_drops(module, data, mine, settings, lr, clip)
+        before, after = np.concatenate([before, b]), np.concatenate([after, a])
+    drop_matrix = before[:, None, :] - after  # [p, k trained, j measured]
+    own = np.einsum("pkk->pk", drop_matrix)
+    transfer = (drop_matrix.sum(axis=2) - own) / (K - 1)
+    raw = {
+        "seed": seed,
+        "settings": asdict(settings),
+        "ckpt": warm.format(seed=seed),
+        "lr": lr,
+        "gradient_clip_val": clip,
+        "problem": problem,
+        "source": source,
+        "candidate_id": cand,
+        "L": loss,
+        "brier": brier,
+        "rho": rho,
+        "g_hat": g_hat,
+        "random": np.random.default_rng([seed, 97]).random(len(problem)).tolist(),
+        "nll_before": before.ravel().tolist(),
+        "drop": own.ravel().tolist(),
+        "transfer_drop": transfer.ravel().tolist(),
+        "drop_matrix": drop_matrix.tolist(),
+        # The eval forward of the drop (padded batch of a problem) vs the scoring pass (batch 1): same model.
+        "max_abs_L_mismatch": float(np.max(np.abs(before.ravel() - np.asarray(loss)))) if loss else 0.0,
+        "seconds": {
+            "scoring": score_seconds,
+            "realised": time.perf_counter() - t0,
+            "total": time.perf_counter() - started,
+        },
+    }
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(raw))
+    tmp.replace(cache)
+    return raw
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+def ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 with ties given their average rank (Spearman's convention)."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    start = np.cumsum(counts) - counts
+    return (start + (counts - 1) / 2.0)[inverse]
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman correlation (average ranks for ties); NaN if either side is constant or has < 2 values."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < 2:
+        return float("nan")
+    rx, ry = ranks(x), ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
+    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+
+
+def _ci(values: np.ndarray) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return {"mean": float("nan"), "ci": [float("nan"), float("nan")], "n": 0}
+    low, high = bootstrap_mean_ci(v, resamples=RESAMPLES)
+    return {"mean": float(v.mean()), "ci": [low, high], "n": int(len(v))}
+
+
+def _pooled(score: np.ndarray, target: np.ndarray, n_problems: int, seed: int) -> dict:
+    """Pooled Spearman over all trajectories with a bootstrap CI that resamples whole problems."""
+    s, t = score.reshape(n_problems, K), target.reshape(n_problems, K)
+    rng = np.random.default_rng(seed)
+    boot = [spearman(s[i].ravel(), t[i].ravel()) for i in rng.integers(0, n_problems, (RESAMPLES, n_problems))]
+    low, high = np.nanquantile(boot, [0.025, 0.975])
+    return {"value": spearman(s.ravel(), t.ravel()), "ci": [float(low), float(high)]}
+
+
+def seed_statistics(raw: dict) -> dict:
+    """Within-problem and pooled Spearmans of each score with the realised drops of one seed."""
+    n = len(raw["problem"]) // K
+    drop = np.asarray(raw["drop"]).reshape(n, K)
+    loss = np.asarray(raw["L"]).reshape(n, K)
+    targets = {
+        "drop": drop,  # the primary target (protocol section 4)
+        "relative_drop": drop / loss,
+        "problem_drop": np.asarray(raw["drop_matrix"]).mean(axis=2),  # mean drop over all K after training on k
+    }
+    out: dict = {"problems": n, "within": {}, "pooled_relative": {}}
+    per_problem: dict[str, dict[str, np.ndarray]] = {}
+    for tname, target in targets.items():
+        per_problem[tname] = {}
+        for sname in SCORES:
+            score = np.asarray(raw[sname], dtype=np.float64).reshape(n, K)
+            per_problem[tname][sname] = np.array([spearman(score[p], target[p]) for p in range(n)])
+        out["within"][tname] = {s: _ci(v) for s, v in per_problem[tname].items()}
+        for other in ("L", "random"):  # paired per problem: the same problem's drops, two scores
+            d = per_problem[tname]["g_hat"] - per_problem[tname][other]
+            out["within"][tname][f"g_hat_minus_{other}"] = _ci(d)
+    rel = (drop / loss).ravel()
+    for sname in SCORES:
+        out["pooled_relative"][sname] = _pooled(np.asarray(raw[sname], dtype=np.float64), rel, n, raw["seed"])
+    out["mean_drop"] = float(drop.mean())
+    out["mean_transfer_drop"] = float(np.mean(raw["transfer_drop"]))
+    out["per_problem_within_drop"] = {s: v.tolist() for s, v in per_problem["drop"].items()}
+    return out
+
+
+def summarise(stats: dict[int, dict]) -> dict:
+    """Across seeds: the mean of each per-seed value (CI over seeds) and the paired differences of g-hat."""
+    metrics = {
+        **{f"within_{t}/{s}": ("within", t, s) for t in ("drop", "relative_drop", "problem_drop") for s in SCORES},
+        **{f"pooled_relative/{s}": ("pooled_relative", None, s) for s in SCORES},
+    }
+
+    def value(st: dict, key: tuple) -> float:
+        kind, target, score = key
+        return st[kind][target][score]["mean"] if kind == "within" else st[kind][score]["value"]
+
+    per_seed = {name: {seed: value(st, key) for seed, st in stats.items()} for name, key in metrics.items()}
+    summary: dict = {"seeds": sorted(stats), "metrics": {}, "paired": {}}
+    for name, values in per_seed.items():
+        summary["metrics"][name] = {"per_seed": values, **_ci(np.array(list(values.values())))}
+    for prefix in [f"within_{t}" for t in ("drop", "relative_drop", "problem_drop")] + ["pooled_relative"]:
+        ghat = per_seed[f"{prefix}/g_hat"]
+        for other in ("L", "random"):
+            pd = paired_difference(ghat, per_seed[f"{prefix}/{other}"])
+            summary["paired"][f"{prefix}/g_hat_minus_{other}"] = pd.to_dict()
+    return summary
+
+
+def l3(seeds: list[int], out: Path, problems: int = 150, warm: str = WARM, **settings) -> dict:
+    """Run (or reuse) every seed, write ``out/l3.json`` and return the across-seed summary.
+
+    Args:
+        seeds: Seeds whose warm students are measured.
+        out: Output folder (per-seed caches and ``l3.json``).
+        problems: Problems drawn per seed.
+        warm: Checkpoint path pattern with ``{seed}``.
+        settings: Other ``Settings`` fields (steps, optimizer, lr, top_k, config).
+    """
+    torch.set_num_threads(1)
+    cfg = Settings(problems=problems, **settings)
+    out = Path(out)
+    raws = {seed: run_seed(seed, out, cfg, warm) for seed in seeds}
+    stats = {seed: seed_statistics(raw) for seed, raw in raws.items()}
+    summary = summarise(stats)
+    payload = {"settings": asdict(cfg), "summary": summary, "seeds": {s: {"raw": raws[s], "stats": stats[s]} for s in seeds}}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "l3.json").write_text(json.dumps(payload, indent=1, allow_nan=True))
+    return summary
+
+
+def _print(summary: dict) -> None:
+    for name, m in summary["metrics"].items():
+        print(f"{name:<32} {m['mean']:+.3f}  [{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]  per seed {m['per_seed']}")
+    for name, d in summary["paired"].items():
+        print(f"{name:<44} {d['mean']:+.3f}  [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]  n={d['n']}")
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12, 13, 14])
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "studies" / "l3")
+    p.add_argument("--problems", type=int, default=150)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    p.add_argument("--lr", type=float, default=None, help="default: the config's model.optimizer.lr")
+    p.add_argument("--warm", default=WARM, help="warm checkpoint path pattern with {seed}")
+    p.add_argument("--config", default=str(BASE))
+    args = p.parse_args(argv)
+    summary = l3(
+        args.seeds, args.out, args.problems, args.warm, steps=args.steps, optimizer=args.optimizer, lr=args.lr,
+        config=args.config,
+    )  # fmt: skip
+    _print(summary)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
