@@ -26,6 +26,7 @@ Writes ``out/seed{seed}/l3.json`` (raw per-trajectory arrays; reused when presen
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -54,8 +55,12 @@ class Settings:
     Args:
         problems: Problems drawn per seed (stratified over ``STYLED``, all K candidates each).
         steps: Optimiser steps on each trajectory alone.
-        optimizer: ``adamw`` (the training optimiser) or ``sgd`` (plain SGD, the regime g-hat is derived in).
+        optimizer: ``adamw`` (the training optimiser, fresh state: its first steps move every parameter by
+            about lr whatever the gradient's size), ``adamw_warm`` (AdamW with the warm run's second moments
+            and step count from the checkpoint, first moments zeroed: the warm run's momentum is not this
+            trajectory's) or ``sgd`` (plain SGD, the regime g-hat is derived in).
         lr: Learning rate; None = the config's peak ``model.optimizer.lr`` (constant, no warm-up).
+        clip: Clip the gradient norm at the config's ``trainer.gradient_clip_val`` as training does.
         top_k: Brier top-K of the LARK scoring (``score lark``'s default).
         config: The training config the student, data and optimiser settings are read from.
     """
@@ -64,6 +69,7 @@ class Settings:
     steps: int = 3
     optimizer: str = "adamw"
     lr: float | None = None
+    clip: bool = True
     top_k: int = 50
     config: str = str(BASE)
 
@@ -155,7 +161,7 @@ def _nll(module, batch: dict) -> np.ndarray:
 
 
 def realised_drops(
-    module, data, groups: list[list[int]], settings: Settings, lr: float, clip: float | None
+    module, data, groups: list[list[int]], settings: Settings, lr: float, clip: float | None, warm_opt: dict | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(before [n, K], after [n, K, K])``: mean response NLLs of each problem's candidates at the warm student,
     and after ``steps`` steps on candidate k alone (``after[p, k, j]``: candidate j after training on k)."""
@@ -171,17 +177,25 @@ def realised_drops(
     after = np.zeros((len(groups), K, K))
     for p, items in enumerate(groups):
         problem_batch = _batch(data, items, pad)
+        student.load_state_dict(warm)  # the previous problem's last trajectory left its steps in the weights
         before[p] = _nll(module, problem_batch)
         for k, item in enumerate(items):
             student.load_state_dict(warm)
-            if settings.optimizer == "adamw":
+            if settings.optimizer in ("adamw", "adamw_warm"):
                 # The package's AdamW (param groups, weight decay, betas); its schedule is not stepped: constant lr.
                 const = SchedulerConfig(warmup_steps=0, decay="constant")
                 optimizer = build_optimizer(student, opt_cfg, const, settings.steps)["optimizer"]
+                if settings.optimizer == "adamw_warm":
+                    # load_state_dict keeps tensors that need no cast: copy, or every trajectory would share them.
+                    optimizer.load_state_dict(copy.deepcopy(warm_opt))
+                    for state in optimizer.state.values():
+                        state["exp_avg"].zero_()
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-            else:
+            elif settings.optimizer == "sgd":
                 optimizer = torch.optim.SGD([q for q in student.parameters() if q.requires_grad], lr=lr)
+            else:
+                raise ValueError(f"optimizer must be adamw, adamw_warm or sgd, got {settings.optimizer!r}")
             batch = _batch(data, [item], pad)
             student.train()
             for _ in range(settings.steps):
@@ -218,11 +232,17 @@ def run_seed(seed: int, out: Path, settings: Settings, warm: str = WARM) -> dict
     module, run = load_student(settings.config, warm.format(seed=seed))
     max_length = run.datamodule.max_length
     lr = settings.lr if settings.lr is not None else module.optimizer_config.lr
-    clip = run.config.get("trainer.gradient_clip_val")  # Lightning clips by norm, as here
+    clip = run.config.get("trainer.gradient_clip_val") if settings.clip else None  # Lightning clips by norm
+    warm_opt = None
+    if settings.optimizer == "adamw_warm":
+        from lit_distill.checkpoint.read import read_checkpoint
+
+        warm_opt = read_checkpoint(warm.format(seed=seed))["optimizer_states"][0]
     problem, source, cand, loss, brier, rho, g_hat, groups, datas = [], [], [], [], [], [], [], [], []
     t0 = time.perf_counter()
     for pool in draw_pools(run, seed, settings.problems):
-        data, rows = lark_scores(module, pool, max_length, settings.top_k, cache.parent / f"scores_{pool.source.name}.jsonl")
+        scores_file = cache.parent / f"scores_{pool.source.name}.jsonl"
+        data, rows = lark_scores(module, pool, max_length, settings.top_k, scores_file)
         where = {r: i for i, r in enumerate(data.rows.tolist())}  # pool row -> tokenised item
         by_problem: dict[str, list[int]] = {}
         for r, row in enumerate(rows):
@@ -247,7 +267,7 @@ def run_seed(seed: int, out: Path, settings: Settings, warm: str = WARM) -> dict
     before, after = np.zeros((0, K)), np.zeros((0, K, K))
     for d, data in enumerate(datas):
         mine = [items for dd, items in groups if dd == d]
-        b, a = realised_drops(module, data, mine, settings, lr, clip)
+        b, a = realised_drops(module, data, mine, settings, lr, clip, warm_opt)
         before, after = np.concatenate([before, b]), np.concatenate([after, a])
     drop_matrix = before[:, None, :] - after  # [p, k trained, j measured]
     own = np.einsum("pkk->pk", drop_matrix)
@@ -309,7 +329,7 @@ def _ci(values: np.ndarray) -> dict:
     if len(v) == 0:
         return {"mean": float("nan"), "ci": [float("nan"), float("nan")], "n": 0}
     low, high = bootstrap_mean_ci(v, resamples=RESAMPLES)
-    return {"mean": float(v.mean()), "ci": [low, high], "n": int(len(v))}
+    return {"mean": float(v.mean()), "ci": [low, high], "n": len(v)}
 
 
 def _pooled(score: np.ndarray, target: np.ndarray, n_problems: int, seed: int) -> dict:
@@ -363,7 +383,15 @@ def summarise(stats: dict[int, dict]) -> dict:
         return st[kind][target][score]["mean"] if kind == "within" else st[kind][score]["value"]
 
     per_seed = {name: {seed: value(st, key) for seed, st in stats.items()} for name, key in metrics.items()}
-    summary: dict = {"seeds": sorted(stats), "metrics": {}, "paired": {}}
+    summary: dict = {"seeds": sorted(stats), "metrics": {}, "paired": {}, "per_seed": {}}
+    for seed, st in stats.items():  # CIs over problems, for reading one seed (a pilot) on its own
+        summary["per_seed"][seed] = {
+            "problems": st["problems"],
+            "mean_drop": st["mean_drop"],
+            "mean_transfer_drop": st["mean_transfer_drop"],
+            "within_drop": st["within"]["drop"],
+            "pooled_relative": st["pooled_relative"],
+        }
     for name, values in per_seed.items():
         summary["metrics"][name] = {"per_seed": values, **_ci(np.array(list(values.values())))}
     for prefix in [f"within_{t}" for t in ("drop", "relative_drop", "problem_drop")] + ["pooled_relative"]:
@@ -390,13 +418,21 @@ def l3(seeds: list[int], out: Path, problems: int = 150, warm: str = WARM, **set
     raws = {seed: run_seed(seed, out, cfg, warm) for seed in seeds}
     stats = {seed: seed_statistics(raw) for seed, raw in raws.items()}
     summary = summarise(stats)
-    payload = {"settings": asdict(cfg), "summary": summary, "seeds": {s: {"raw": raws[s], "stats": stats[s]} for s in seeds}}
+    seeds_out = {s: {"raw": raws[s], "stats": stats[s]} for s in seeds}
+    payload = {"settings": asdict(cfg), "summary": summary, "seeds": seeds_out}
     out.mkdir(parents=True, exist_ok=True)
     (out / "l3.json").write_text(json.dumps(payload, indent=1, allow_nan=True))
     return summary
 
 
 def _print(summary: dict) -> None:
+    for seed, st in summary["per_seed"].items():
+        drops = f"mean drop {st['mean_drop']:+.4f}, mean transfer drop {st['mean_transfer_drop']:+.4f}"
+        print(f"seed {seed}: {st['problems']} problems, {drops}; within-problem Spearman with the drop:")
+        for name, m in st["within_drop"].items():
+            print(f"  {name:<20} {m['mean']:+.3f}  [{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]  over {m['n']} problems")
+        for name, m in st["pooled_relative"].items():
+            print(f"  pooled rel. {name:<8} {m['value']:+.3f}  [{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]")
     for name, m in summary["metrics"].items():
         print(f"{name:<32} {m['mean']:+.3f}  [{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]  per seed {m['per_seed']}")
     for name, d in summary["paired"].items():
@@ -409,13 +445,15 @@ def main(argv: list[str]) -> None:
     p.add_argument("--out", type=Path, default=REPO / "runs" / "studies" / "l3")
     p.add_argument("--problems", type=int, default=150)
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    p.add_argument("--optimizer", choices=("adamw", "adamw_warm", "sgd"), default="adamw")
+    p.add_argument("--no-clip", action="store_true", help="do not clip the gradient norm")
     p.add_argument("--lr", type=float, default=None, help="default: the config's model.optimizer.lr")
     p.add_argument("--warm", default=WARM, help="warm checkpoint path pattern with {seed}")
     p.add_argument("--config", default=str(BASE))
     args = p.parse_args(argv)
     summary = l3(
         args.seeds, args.out, args.problems, args.warm, steps=args.steps, optimizer=args.optimizer, lr=args.lr,
+        clip=not args.no_clip,
         config=args.config,
     )  # fmt: skip
     _print(summary)
