@@ -163,8 +163,12 @@ def _nll(module, batch: dict) -> np.ndarray:
 def realised_drops(
     module, data, groups: list[list[int]], settings: Settings, lr: float, clip: float | None, warm_opt: dict | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(before [n, K], after [n, K, K])``: mean response NLLs of each problem's candidates at the warm student,
-    and after ``steps`` steps on candidate k alone (``after[p, k, j]``: candidate j after training on k)."""
+    """``(before [n, K], after [n, K, K])`` for ``groups`` (each problem's tokenised items).
+
+    ``before[p, j]``: mean response NLL of candidate j at the warm student; ``after[p, k, j]``: the same after
+    ``steps`` steps on candidate k alone, from the warm weights and a fresh optimiser (the student's weights
+    are the warm ones again on return).
+    """
     from lit_distill.batch import student_inputs
     from lit_distill.model.losses import reduce_loss
     from lit_distill.model.optim import SchedulerConfig, build_optimizer
@@ -173,8 +177,11 @@ def realised_drops(
     warm = {k: v.detach().clone() for k, v in student.state_dict().items()}
     opt_cfg = module.optimizer_config
     pad = module.tokenizer.pad_token_id
-    before = np.zeros((len(groups), K))
-    after = np.zeros((len(groups), K, K))
+    size = len(groups[0]) if groups else K
+    if any(len(items) != size for items in groups):
+        raise ValueError(f"every problem needs the same number of candidates, got {sorted({len(g) for g in groups})}")
+    before = np.zeros((len(groups), size))
+    after = np.zeros((len(groups), size, size))
     for p, items in enumerate(groups):
         problem_batch = _batch(data, items, pad)
         student.load_state_dict(warm)  # the previous problem's last trajectory left its steps in the weights
@@ -336,8 +343,9 @@ def _pooled(score: np.ndarray, target: np.ndarray, n_problems: int, seed: int) -
     """Pooled Spearman over all trajectories with a bootstrap CI that resamples whole problems."""
     s, t = score.reshape(n_problems, K), target.reshape(n_problems, K)
     rng = np.random.default_rng(seed)
-    boot = [spearman(s[i].ravel(), t[i].ravel()) for i in rng.integers(0, n_problems, (RESAMPLES, n_problems))]
-    low, high = np.nanquantile(boot, [0.025, 0.975])
+    boot = np.array([spearman(s[i].ravel(), t[i].ravel()) for i in rng.integers(0, n_problems, (RESAMPLES, n_problems))])
+    boot = boot[np.isfinite(boot)]  # resamples whose score or target is constant have no Spearman
+    low, high = np.quantile(boot, [0.025, 0.975]) if len(boot) else (np.nan, np.nan)
     return {"value": spearman(s.ravel(), t.ravel()), "ci": [float(low), float(high)]}
 
 
