@@ -16,9 +16,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "experiments"))
 
-import lark_utility as lu  # noqa: E402
+import lark_utility as lu
 
-from helpers import tiny_config, write_config  # noqa: E402
+from helpers import tiny_config, write_config
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,8 @@ def test_drops_do_not_depend_on_measurement_order(setup, optimizer, lr):
 
     before, after = lu.realised_drops(module, data, groups, settings, lr, 1.0, warm_opt)
     # Problems and candidates in reverse order: every measurement must start from the same warm state.
-    rev_before, rev_after = lu.realised_drops(module, data, [g[::-1] for g in groups[::-1]], settings, lr, 1.0, warm_opt)
+    reverse = [g[::-1] for g in groups[::-1]]
+    rev_before, rev_after = lu.realised_drops(module, data, reverse, settings, lr, 1.0, warm_opt)
 
     np.testing.assert_allclose(before, ref_before, rtol=1e-6)  # every problem measured at the warm student
     np.testing.assert_allclose(rev_before[::-1, ::-1], before, rtol=1e-6)

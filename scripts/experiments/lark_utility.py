@@ -343,7 +343,8 @@ def _pooled(score: np.ndarray, target: np.ndarray, n_problems: int, seed: int) -
     """Pooled Spearman over all trajectories with a bootstrap CI that resamples whole problems."""
     s, t = score.reshape(n_problems, K), target.reshape(n_problems, K)
     rng = np.random.default_rng(seed)
-    boot = np.array([spearman(s[i].ravel(), t[i].ravel()) for i in rng.integers(0, n_problems, (RESAMPLES, n_problems))])
+    draws = rng.integers(0, n_problems, (RESAMPLES, n_problems))
+    boot = np.array([spearman(s[i].ravel(), t[i].ravel()) for i in draws])
     boot = boot[np.isfinite(boot)]  # resamples whose score or target is constant have no Spearman
     low, high = np.quantile(boot, [0.025, 0.975]) if len(boot) else (np.nan, np.nan)
     return {"value": spearman(s.ravel(), t.ravel()), "ci": [float(low), float(high)]}
