@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -75,17 +76,18 @@ class Settings:
 
 
 # ------------------------------------------------------------------------------------------- loading
-def load_student(config: str, ckpt: str):
-    """``(module, run)``: the config's DistillModule with the checkpoint's student, as ``score dmc`` builds it."""
+def load_student(config: str, ckpt: str) -> tuple:
+    """``(module, run, step)``: the config's DistillModule with the checkpoint's student (as ``score dmc`` builds
+    it) and the checkpoint's global step."""
     from lit_distill.checkpoint import load_trained_student
     from lit_distill.tools.config import load_run
 
     run = load_run([config])
     module = run.model
     module.configure_model()
-    load_trained_student(module, ckpt)
+    step = load_trained_student(module, ckpt)
     module.student.float()  # fp32 throughout
-    return module, run
+    return module, run, step
 
 
 def draw_pools(run, seed: int, problems: int) -> list:
@@ -225,18 +227,23 @@ def realised_drops(
     return before, after
 
 
+def _mtime(path: str) -> float | None:
+    return os.path.getmtime(path) if os.path.exists(path) else None
+
+
 def run_seed(seed: int, out: Path, settings: Settings, warm: str = WARM) -> dict:
     """Raw per-trajectory arrays of one seed (cached in ``out/seed{seed}/l3.json``)."""
     cache = out / f"seed{seed}" / "l3.json"
     if cache.exists():
         raw = json.loads(cache.read_text())
-        if raw.get("settings") == asdict(settings):
+        # A warm run that was re-run (or still running when cached) leaves a newer checkpoint: recompute.
+        if raw.get("settings") == asdict(settings) and raw.get("ckpt_mtime") == _mtime(warm.format(seed=seed)):
             return raw
-        print(f"seed {seed}: cached settings differ, recomputing ({cache})", file=sys.stderr)
+        print(f"seed {seed}: cached settings or checkpoint differ, recomputing ({cache})", file=sys.stderr)
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     started = time.perf_counter()
-    module, run = load_student(settings.config, warm.format(seed=seed))
+    module, run, step = load_student(settings.config, warm.format(seed=seed))
     max_length = run.datamodule.max_length
     lr = settings.lr if settings.lr is not None else module.optimizer_config.lr
     clip = run.config.get("trainer.gradient_clip_val") if settings.clip else None  # Lightning clips by norm
@@ -283,6 +290,8 @@ def run_seed(seed: int, out: Path, settings: Settings, warm: str = WARM) -> dict
         "seed": seed,
         "settings": asdict(settings),
         "ckpt": warm.format(seed=seed),
+        "ckpt_step": step,
+        "ckpt_mtime": _mtime(warm.format(seed=seed)),
         "lr": lr,
         "gradient_clip_val": clip,
         "problem": problem,
