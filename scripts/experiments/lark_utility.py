@@ -11,16 +11,19 @@ For each seed, from its warm student (``runs/studies/warm/.../seed{seed}/checkpo
 2. the package's own LARK scoring of every candidate (``tools.score_lark``: the same tokenisation, forward
    pass and ``write_scores``, whose file is read back), giving L, Brier, rho and per-problem g-hat;
 3. the realised utility of each trajectory: from a fresh copy of the warm student, ``steps`` optimiser steps
-   (AdamW at the config's peak lr, its weight decay and gradient clipping, the training loss) on that one
-   trajectory; the drop (before - after) of the mean response NLL of it and of the problem's other
+   on that one trajectory (by default a fresh AdamW at the config's peak lr, with its weight decay and
+   gradient clipping, on the training loss; ``--optimizer adamw_warm`` / ``sgd`` are the alternatives of
+   ``Settings``); the drop (before - after) of the mean response NLL of it and of the problem's other
    candidates (transfer), all measured in one eval forward pass of the problem;
 4. statistics: within-problem Spearman (K = 4) of g-hat, L alone and a seeded random score with the drop,
    averaged over problems, and the pooled Spearman with the relative drop (drop / L: g-hat and the absolute
    drop both grow with L), with 95 % bootstrap CIs over problems; across seeds, means and the paired
-   differences g-hat - L and g-hat - random with bootstrap CIs over seeds.
+   differences g-hat - L and g-hat - random with bootstrap CIs over seeds. Secondary targets: the relative
+   drop and the problem drop (mean drop over all K candidates after training on one) within problems.
 
-Writes ``out/seed{seed}/l3.json`` (raw per-trajectory arrays; reused when present with the same settings) and
-``out/l3.json`` (every seed's raw arrays and statistics plus the summary), and returns the summary.
+Writes ``out/seed{seed}/l3.json`` (raw per-trajectory arrays; reused when present with the same settings and
+an unchanged warm checkpoint) and ``out/l3.json`` (every seed's raw arrays and statistics plus the summary),
+and returns the summary.
 """
 
 from __future__ import annotations
