@@ -204,7 +204,9 @@ def lark_loss(seeds: list[int]) -> None:
 def l3(seeds: list[int]) -> None:
     from lark_utility import l3 as run_l3  # scripts/experiments/lark_utility.py
 
-    run_l3(seeds, OUT / ("l3" if min(seeds) >= 10 else "l3_pilot"))
+    # Plain SGD (lr 1e-3, 3 steps, no clipping): the "a few SGD steps"; chosen on pilot seed 0
+    # (protocol, Changes 8), where a fresh AdamW's first steps raised the losses it was meant to lower.
+    run_l3(seeds, OUT / ("l3" if min(seeds) >= 10 else "l3_pilot"), optimizer="sgd", lr=1e-3, clip=False)
 
 
 def report(seeds: list[int]) -> None:
