@@ -43,20 +43,16 @@ def test_ddp_fit_ranks_hold_identical_weights(pool_dir, tokenizer_dir, tmp_path)
     assert len(series["lark/rho_mean"]) == 2  # fit start and step 3
 
 
-def test_fsdp2_fit_and_resume_from_sharded_checkpoint(pool_dir, tokenizer_dir, tmp_path):
+def test_fsdp2_fit_and_resume_from_sharded_checkpoint(fsdp2_run):
+    # The fit is the session's shared FSDP2 run (conftest.fsdp2_run, also exported by tools/test_export.py).
     strategy = str(REPO / "configs/strategy/fsdp2.yaml")
-    cfg = _config(
-        pool_dir, tokenizer_dir, tmp_path, **{"checkpoint.every_n_train_steps": 3, "checkpoint.save_top_k": -1}
-    )
-    out = run_distributed(["fit", "--config", str(cfg), "--config", strategy])
-    assert out.returncode == 0, out.stderr[-4000:]
-    first = tmp_path / "runs" / "tiny" / "version_0"
+    cfg, first = fsdp2_run
     _hash_checks(first)
     sharded = first / "checkpoints" / "epoch=0-step=3.ckpt"
     assert sharded.is_dir(), "FSDP2 should write a sharded (directory) checkpoint"
     out = run_distributed(["fit", "--config", str(cfg), "--config", strategy, "--ckpt_path", str(sharded)])
     assert out.returncode == 0, out.stderr[-4000:]
-    resumed = tmp_path / "runs" / "tiny" / "version_1"
+    resumed = first.parent / "version_1"
     _hash_checks(resumed)
     full, again = scalars(first)["train/loss"], scalars(resumed)["train/loss"]
     tail = dict(full)
