@@ -125,3 +125,31 @@ def fsdp2_run(pool_dir, tokenizer_dir, tmp_path_factory) -> tuple[Path, Path]:
     out = run_distributed(["fit", "--config", str(path), "--config", str(REPO / "configs/strategy/fsdp2.yaml")])
     assert out.returncode == 0, out.stderr[-4000:]
     return path, tmp / "runs" / "tiny" / "version_0"
+
+
+@pytest.fixture(scope="session")
+def ddp_lora_run(pool_dir, model_dir, tmp_path_factory) -> Path:
+    """ONE two-process DDP fit (gloo), shared by test_distributed.py and tools/test_export.py: the pretrained tiny
+    Llama with LoRA adapters (r=4), 6 steps with every selection callback on, an evaluation at the end and the
+    ``HFExport`` callback (merged). Returns its run directory (``runs/tiny/version_0``)."""
+    from helpers import REPO, run_distributed, selection_callbacks, tiny_config, write_config
+
+    tmp = tmp_path_factory.mktemp("ddp-lora-run")
+    cfg = tiny_config(pool_dir, model_dir, tmp, **{"trainer.max_steps": 6, "trainer.val_check_interval": 6})
+    cfg["model"]["student"] = {"path": model_dir}
+    cfg["model"]["lora"] = {"r": 4, "alpha": 8}
+    cfg.update(selection_callbacks(dmc_batch_size=4, max_new_tokens=6))
+    cfg["trainer"]["callbacks"] = [{"class_path": "lit_distill.callbacks.export.HFExport"}]
+    path = write_config(cfg, tmp / "dist.yaml")
+    out = run_distributed(["fit", "--config", str(path), "--config", str(REPO / "configs/strategy/ddp.yaml")])
+    assert out.returncode == 0, out.stderr[-4000:]
+    return tmp / "runs" / "tiny" / "version_0"
+
+
+@pytest.fixture(scope="session")
+def demo_assets() -> Path:
+    """The demo assets (``demo://`` paths), built once into this session's ``LIT_DISTILL_HOME``: the generator's
+    tests read them and the benchmark smoke runs (subprocesses inheriting the variable) find them built."""
+    from lit_distill.demo.assets import ensure_demo_assets
+
+    return ensure_demo_assets()

@@ -8,6 +8,9 @@ Each kind of checkpoint is exported and checked against an oracle that does not 
   adapter loaded by peft onto its base model;
 * FSDP2 sharded directory: torch's own consolidation of the shards (``dcp_to_torch_save``), and the full
   state dict the callback gathered at the end of the same run.
+
+The fits are the session's shared CLI runs (conftest.py: ``cli_run``, ``ddp_lora_run``, ``fsdp2_run``), each
+with the HFExport callback; other test files assert on their training side.
 """
 
 from __future__ import annotations
@@ -23,27 +26,11 @@ from lit_distill.model.module import DistillModule
 from lit_distill.model.student import eval_mode
 from lit_distill.tools import export as export_tool
 
-from helpers import REPO, run_distributed, tiny_config, write_config
-
 MAX_NEW_TOKENS = 12
 LOGIT_TOL = 1e-5
-HF_EXPORT = {"class_path": "lit_distill.callbacks.export.HFExport"}
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _fit(pool_dir, tokenizer_dir, tmp: Path, strategy: str, **model) -> Path:
-    """A 3-step two-process CLI fit with the HFExport callback (merge_lora default); returns the run directory.
-
-    (The single-process fit is the session's shared run, ``conftest.cli_run``.)"""
-    cfg = tiny_config(pool_dir, tokenizer_dir, tmp, **{"trainer.max_steps": 3, "trainer.limit_val_batches": 0})
-    cfg["trainer"]["callbacks"] = [HF_EXPORT]
-    cfg["model"].update(model)
-    args = ["fit", "--config", str(write_config(cfg, tmp / "fit.yaml"))]
-    out = run_distributed([*args, "--config", str(REPO / "configs" / "strategy" / f"{strategy}.yaml")])
-    assert out.returncode == 0, out.stderr[-4000:]
-    return tmp / "runs" / "tiny" / "version_0"
 
 
 def _prompts(tokenizer, pool_dir) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,12 +173,13 @@ def test_export_fails_clearly(single_run, tmp_path, capsys):
 
 
 @pytest.mark.multiprocess
-def test_lora_export_merged_and_adapter(pool_dir, model_dir, tmp_path):
+def test_lora_export_merged_and_adapter(ddp_lora_run, pool_dir, model_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    # DDP, so the callback's DDP path (rank 0 holds the weights, the others wait for its verdict) runs too.
-    run = _fit(pool_dir, model_dir, tmp_path, "ddp", student={"path": model_dir}, lora={"r": 4, "alpha": 8})
+    # The session's shared DDP run (conftest.ddp_lora_run: LoRA r=4 on the pretrained tiny Llama, HFExport on),
+    # so the callback's DDP path (rank 0 holds the weights, the others wait for its verdict) runs too.
+    run = ddp_lora_run
     ckpt = run / "checkpoints" / "last.ckpt"
     state_dict = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert any("lora_A" in k for k in state_dict) and any("lora_B" in k for k in state_dict)
