@@ -83,8 +83,8 @@ def cli_run(pool_dir, tokenizer_dir, tmp_path_factory):
 
     4 steps (evaluation at the end) with DMC every 2 steps, activation checkpointing and the ``HFExport``
     callback, then ``--ckpt_path last`` to step 6 in the same run directory. test_cli.py (checkpoint, scalars,
-    resume in place), test_console.py (stderr and event files), test_resume_config.py (resumes a copy of it with
-    another config) and tools/test_export.py (the checkpoint and the callback's export) assert on it instead of
+    resume in place), test_console.py (stderr and event files), test_resume_config.py (resumes its last checkpoint
+    into a run of its own) and tools/test_export.py (the checkpoint and the callback's export) assert on it instead of
     each paying for its own fits (~10 s of imports per process on 2 cores).
     """
     from helpers import CliRun, callback, run_cli, scalars, tiny_config, write_config
