@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,23 @@ TINY_LLAMA = dict(
     max_position_embeddings=512,
 )
 REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """The shared CLI fit of ``conftest.cli_run``: a 4-step fit, then resumed in place to step 6."""
+
+    config: dict  # the config as written (a test that resumes elsewhere deep-copies it)
+    config_path: Path
+    run: Path  # runs/tiny/version_0: both fits log and checkpoint here
+    first: subprocess.CompletedProcess  # the 4-step fit
+    second: subprocess.CompletedProcess  # the resume to step 6
+    first_ckpt: Path  # a copy of last.ckpt as the first fit left it (step 4)
+    first_scalars: dict  # the run's scalars after the first fit
+
+    @property
+    def last_ckpt(self) -> Path:
+        return self.run / "checkpoints" / "last.ckpt"
 
 
 def write_jsonl(path, rows) -> Path:

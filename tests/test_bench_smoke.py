@@ -59,9 +59,9 @@ SLOW = {name for name, (_, check) in EXPECTED.items() if check is _timing_only} 
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(EXPECTED)]
 )
-def test_quick_mode_prints_one_json_line(name):
-    # conftest points LIT_DISTILL_HOME and HF_DATASETS_CACHE at this session's folders; the first benchmark
-    # builds the demo assets there and the others reuse them.
+def test_quick_mode_prints_one_json_line(name, demo_assets):
+    # conftest points LIT_DISTILL_HOME and HF_DATASETS_CACHE at this session's folders; the demo assets are
+    # built there once (the demo_assets fixture, shared with tests/demo) and every benchmark reuses them.
     proc = subprocess.run(
         [sys.executable, str(BENCH / f"{name}.py"), "--quick"],
         capture_output=True,

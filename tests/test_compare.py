@@ -9,7 +9,7 @@ import pytest
 
 from lit_distill.compare.stats import bootstrap_mean_ci, paired_difference
 
-from helpers import callback, run_cli, scalars, tiny_config, write_config
+from helpers import run_cli, scalars, tiny_config, write_config
 
 
 def test_paired_difference_pairs_by_seed_and_brackets_the_mean():
@@ -38,32 +38,41 @@ def test_no_shared_seed_is_an_error():
         paired_difference({0: 1.0}, {1: 1.0})
 
 
-def test_token_budget_stops_at_the_first_step_reaching_it(pool_dir, tokenizer_dir, tmp_path):
-    cfg = tiny_config(pool_dir, tokenizer_dir, tmp_path, **{"trainer.max_steps": 50, "trainer.val_check_interval": 50})
-    cfg["budget"] = callback("budget.TokenBudget", max_tokens=3000, log_every_n_steps=1)
-    proc = run_cli(["fit", "--config", str(write_config(cfg, tmp_path / "c.yaml"))])
+BUDGET = 3000  # trained tokens per study run: ~8 steps of the tiny pool
+
+
+@pytest.fixture(scope="module")
+def study(pool_dir, tokenizer_dir, tmp_path_factory):
+    """One tiny study: arms balanced (baseline) and uniform, seeds 0 and 1, two runs at a time, each run stopped
+    by a token budget of 3000 (well before its 50 steps). Returns (compare arguments, uniform overlay, output)."""
+    tmp = tmp_path_factory.mktemp("compare")
+    base = write_config(
+        tiny_config(pool_dir, tokenizer_dir, tmp, **{"trainer.max_steps": 50, "trainer.val_check_interval": 50}),
+        tmp / "base.yaml",
+    )
+    uniform = write_config({"data": {"mixture": {"policy": "uniform"}}}, tmp / "uniform.yaml")
+    out = tmp / "study"
+    args = ["compare", "--config", str(base), "--arm", "balanced=", "--arm", f"uniform={uniform}"]
+    args += ["--seeds", "0", "1", "--parallel", "2", "--max-tokens", str(BUDGET), "--output", str(out)]
+    proc = run_cli(args, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    run = next((tmp_path / "runs" / "tiny").glob("version_*"))
+    return args, uniform, out
+
+
+def test_token_budget_stops_at_the_first_step_reaching_it(study):
+    # The study's runs are budgeted (compare --max-tokens adds budget.TokenBudget, logging every step).
+    run = study[2] / "runs" / "balanced" / "seed0"
     tokens = scalars(run)["train/tokens"]
     steps = [s for s, _ in tokens]
     values = [v for _, v in tokens]
-    assert values[-1] >= 3000 > values[-2], "stops at the first step that reaches the budget, not later"
+    assert values[-1] >= BUDGET > values[-2], "stops at the first step that reaches the budget, not later"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["global_step"] < 50 and summary["global_step"] == len(steps)
     assert "val/accuracy" in summary["metrics"], "a budget stop still runs the final validation"
 
 
-def test_compare_runs_arms_by_seed_caches_and_reports(pool_dir, tokenizer_dir, tmp_path):
-    base = write_config(
-        tiny_config(pool_dir, tokenizer_dir, tmp_path, **{"trainer.max_steps": 2, "trainer.val_check_interval": 2}),
-        tmp_path / "base.yaml",
-    )
-    uniform = write_config({"data": {"mixture": {"policy": "uniform"}}}, tmp_path / "uniform.yaml")
-    out = tmp_path / "study"
-    args = ["compare", "--config", str(base), "--arm", "balanced=", "--arm", f"uniform={uniform}"]
-    args += ["--seeds", "0", "1", "--parallel", "2", "--max-tokens", "100000", "--output", str(out)]
-    proc = run_cli(args, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_compare_runs_arms_by_seed_caches_and_reports(study):
+    args, uniform, out = study
     data = json.loads((out / "results.json").read_text())
     assert set(data["arms"]) == {"balanced", "uniform"}
     assert set(data["arms"]["uniform"]["runs"]) == {"0", "1"}

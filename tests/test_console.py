@@ -1,9 +1,9 @@
 """A quiet console and a readable TensorBoard run (lit_distill/console.py, callbacks/reporting.py).
 
-One short CLI fit with DMC and activation checkpointing, resumed mid-epoch, is checked for what its stderr
-must not say (Lightning's service tips, deprecation warnings, "dataloader is not resumable") and for what its
-event files must hold (the custom-scalar layout, a mixture figure per DMC update, no hp_metric/epoch, samples
-with their roles).
+The session's shared CLI fit (``conftest.cli_run``: DMC and activation checkpointing, resumed mid-epoch) is
+checked for what its stderr must not say (Lightning's service tips, deprecation warnings, "dataloader is not
+resumable") and for what its event files must hold (the custom-scalar layout, a mixture figure per DMC
+update, no hp_metric/epoch, samples with their roles).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from lit_distill.console import StepRichProgressBar, default_callbacks, total_steps
 from lit_distill.model.module import format_sample
 
-from helpers import callback, run_cli, scalars, tiny_config, write_config
+from helpers import scalars
 
 FORBIDDEN = ("litlogger", "litmodels", "Tip:", "deprecated", "not resumable", "FutureWarning")
 
@@ -34,18 +34,10 @@ def _event_files(log_dir: Path) -> list:
 
 
 @pytest.fixture(scope="module")
-def resumed_run(pool_dir, tokenizer_dir, tmp_path_factory):
-    """4 steps with DMC every 2 steps, then resumed (mid-epoch) to 6: (first stderr, second stderr, log dir)."""
-    tmp = tmp_path_factory.mktemp("console")
-    cfg = tiny_config(pool_dir, tokenizer_dir, tmp)
-    cfg["model"]["student"]["gradient_checkpointing"] = True
-    cfg["dmc"] = callback("dmc.DMCCallback", every_n_steps=2, probe_size=6, probe_questions=3, max_new_tokens=4)
-    path = write_config(cfg, tmp / "fit.yaml")
-    first = run_cli(["fit", "--config", str(path)])
-    assert first.returncode == 0, first.stderr[-4000:]
-    second = run_cli(["fit", "--config", str(path), "--trainer.max_steps", "6", "--ckpt_path", "last"])
-    assert second.returncode == 0, second.stderr[-4000:]
-    return first.stderr, second.stderr, tmp / "runs" / "tiny" / "version_0"
+def resumed_run(cli_run):
+    """The shared CLI run (conftest.cli_run: 4 steps with DMC every 2 steps and activation checkpointing, then
+    resumed mid-epoch to 6): (first stderr, second stderr, log dir)."""
+    return cli_run.first.stderr, cli_run.second.stderr, cli_run.run
 
 
 def test_console_has_no_tips_deprecations_or_resumability_warning(resumed_run):

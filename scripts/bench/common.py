@@ -71,14 +71,22 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def demo_datamodule(micro_batch_size: int = 32, max_length: int = 384, seed: int = 0, tokenizer=None, **kw):
+def demo_datamodule(
+    micro_batch_size: int = 32,
+    max_length: int = 384,
+    seed: int = 0,
+    tokenizer=None,
+    max_samples: int | None = None,
+    **kw,
+):
     """The demo's DistillDataModule (configs/demo.yaml's data section, without the held-out sets); another
-    student's ``tokenizer`` (object or path) may replace the demo's."""
+    student's ``tokenizer`` (object or path) may replace the demo's; ``max_samples`` keeps that many rows of
+    each source (smoke modes: tokenising the whole pool is most of their time)."""
     from lit_distill.data.datamodule import DistillDataModule, MixtureConfig
     from lit_distill.data.sources import SourceConfig
 
     return DistillDataModule(
-        sources=[SourceConfig(name=n, path=f"demo://pool/{n}.jsonl") for n in DEMO_SOURCES],
+        sources=[SourceConfig(name=n, path=f"demo://pool/{n}.jsonl", max_samples=max_samples) for n in DEMO_SOURCES],
         tokenizer=tokenizer or "demo://tokenizer",
         micro_batch_size=micro_batch_size,
         max_length=max_length,

@@ -200,7 +200,7 @@ def test_too_many_easy_problems_rejected():
         build_pool(DemoSpec(problems_per_source=EASY_CAPACITY, eval_per_set=1))
 
 
-def test_every_trajectory_fits_the_demo_generation_budget(tmp_path):
+def test_every_trajectory_fits_the_demo_generation_budget(demo_assets):
     """A student that imitates any teacher must not be cut off before its final answer line."""
     import json
     from pathlib import Path
@@ -208,11 +208,9 @@ def test_every_trajectory_fits_the_demo_generation_budget(tmp_path):
     import yaml
     from transformers import AutoTokenizer
 
-    from lit_distill.demo.assets import build_demo_assets
-
     config = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "demo.yaml").read_text())
     budgets = [config["model"]["generation"]["max_new_tokens"], config["dmc"]["init_args"]["max_new_tokens"]]
-    root = build_demo_assets(tmp_path / "demo")
+    root = demo_assets  # as ensure_demo_assets builds them (shared with the benchmark smoke tests)
     tok = AutoTokenizer.from_pretrained(root / "tokenizer")
     longest = max(
         len(tok(json.loads(line)["messages"][1]["content"] + "<|im_end|>")["input_ids"])

@@ -8,6 +8,9 @@ Each kind of checkpoint is exported and checked against an oracle that does not 
   adapter loaded by peft onto its base model;
 * FSDP2 sharded directory: torch's own consolidation of the shards (``dcp_to_torch_save``), and the full
   state dict the callback gathered at the end of the same run.
+
+The fits are the session's shared CLI runs (conftest.py: ``cli_run``, ``ddp_lora_run``, ``fsdp2_run``), each
+with the HFExport callback; other test files assert on their training side.
 """
 
 from __future__ import annotations
@@ -23,28 +26,11 @@ from lit_distill.model.module import DistillModule
 from lit_distill.model.student import eval_mode
 from lit_distill.tools import export as export_tool
 
-from helpers import REPO, run_cli, run_distributed, tiny_config, write_config
-
 MAX_NEW_TOKENS = 12
 LOGIT_TOL = 1e-5
-HF_EXPORT = {"class_path": "lit_distill.callbacks.export.HFExport"}
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _fit(pool_dir, tokenizer_dir, tmp: Path, strategy: str | None = None, **model) -> Path:
-    """A 3-step CLI fit with the HFExport callback (merge_lora default); returns the run directory."""
-    cfg = tiny_config(pool_dir, tokenizer_dir, tmp, **{"trainer.max_steps": 3, "trainer.limit_val_batches": 0})
-    cfg["trainer"]["callbacks"] = [HF_EXPORT]
-    cfg["model"].update(model)
-    args = ["fit", "--config", str(write_config(cfg, tmp / "fit.yaml"))]
-    if strategy is None:
-        out = run_cli(args)
-    else:
-        out = run_distributed([*args, "--config", str(REPO / "configs" / "strategy" / f"{strategy}.yaml")])
-    assert out.returncode == 0, out.stderr[-4000:]
-    return tmp / "runs" / "tiny" / "version_0"
 
 
 def _prompts(tokenizer, pool_dir) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,8 +82,9 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 
 
 @pytest.fixture(scope="module")
-def single_run(pool_dir, tokenizer_dir, tmp_path_factory) -> Path:
-    return _fit(pool_dir, tokenizer_dir, tmp_path_factory.mktemp("single"))
+def single_run(cli_run) -> Path:
+    """The session's shared CLI run (conftest.cli_run): HFExport on, last.ckpt and the export at step 6."""
+    return cli_run.run
 
 
 def test_export_file_checkpoint_matches_restored_module(single_run, pool_dir, tmp_path, capsys):
@@ -108,7 +95,7 @@ def test_export_file_checkpoint_matches_restored_module(single_run, pool_dir, tm
     assert export_tool.main(["--ckpt", str(ckpt), "--output", str(out)]) == 0
     assert "model.safetensors" in capsys.readouterr().out
     info = json.loads((out / "lit_distill_export.json").read_text())
-    assert info["source_checkpoint"] == str(ckpt.resolve()) and info["global_step"] == 3
+    assert info["source_checkpoint"] == str(ckpt.resolve()) and info["global_step"] == 6
     assert info["checkpoint_format"] == "file" and info["merge_lora"] is False
 
     module = DistillModule.load_from_checkpoint(ckpt, map_location="cpu")
@@ -131,7 +118,7 @@ def test_hf_export_callback_single_process(single_run, tmp_path):
 
     written = single_run / "hf"
     info = json.loads((written / "lit_distill_export.json").read_text())
-    assert info["global_step"] == 3 and info["source"].startswith("HFExport")
+    assert info["global_step"] == 6 and info["source"].startswith("HFExport")
     AutoTokenizer.from_pretrained(written)
     # The end-of-fit weights are the last checkpoint's.
     exported = export_checkpoint(single_run / "checkpoints" / "last.ckpt", tmp_path / "hf")
@@ -186,13 +173,16 @@ def test_export_fails_clearly(single_run, tmp_path, capsys):
 
 
 @pytest.mark.multiprocess
-def test_lora_export_merged_and_adapter(pool_dir, model_dir, tmp_path):
+def test_lora_export_merged_and_adapter(ddp_lora_run, pool_dir, model_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    # DDP, so the callback's DDP path (rank 0 holds the weights, the others wait for its verdict) runs too.
-    run = _fit(pool_dir, model_dir, tmp_path, "ddp", student={"path": model_dir}, lora={"r": 4, "alpha": 8})
+    # The session's shared DDP run (conftest.ddp_lora_run: LoRA r=4 on the pretrained tiny Llama, HFExport on),
+    # so the callback's DDP path (rank 0 holds the weights, the others wait for its verdict) runs too.
+    run = ddp_lora_run
     ckpt = run / "checkpoints" / "last.ckpt"
+    state_dict = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert any("lora_A" in k for k in state_dict) and any("lora_B" in k for k in state_dict)
     module = DistillModule.load_from_checkpoint(ckpt, map_location="cpu")
     tokenizer = module.tokenizer
 
@@ -228,16 +218,17 @@ def test_lora_export_merged_and_adapter(pool_dir, model_dir, tmp_path):
 
 
 @pytest.mark.multiprocess
-def test_fsdp2_sharded_checkpoint_export(pool_dir, tokenizer_dir, tmp_path):
+def test_fsdp2_sharded_checkpoint_export(fsdp2_run, pool_dir, tmp_path):
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    run = _fit(pool_dir, tokenizer_dir, tmp_path, "fsdp2")
+    # The session's shared FSDP2 run (conftest.fsdp2_run: 6 steps, HFExport on; test_distributed.py resumes it).
+    _, run = fsdp2_run
     sharded = run / "checkpoints" / "last.ckpt"
     assert sharded.is_dir(), "FSDP2 should write a sharded (directory) checkpoint"
     out = export_checkpoint(sharded, tmp_path / "export")
     info = json.loads((out / "lit_distill_export.json").read_text())
-    assert info["checkpoint_format"] == "sharded" and info["global_step"] == 3
+    assert info["checkpoint_format"] == "sharded" and info["global_step"] == 6
     model = AutoModelForCausalLM.from_pretrained(out)
     exported = model.state_dict()
 
