@@ -99,6 +99,8 @@ def fmt(p: dict, pct: bool = True) -> str:
 def arm_table(fin: dict[str, dict[str, float]], sets: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     rows = ["| arm | accuracy (mean ± sd) | easy | medium | hard | seeds |", "|---|---|---|---|---|---|"]
     for arm, by_seed in fin.items():
+        if not by_seed:
+            continue  # an arm whose runs have not started
         v = np.array(list(by_seed.values()))
         per = [np.mean(list(sets[name][arm].values())) if sets[name].get(arm) else float("nan") for name in SETS]
         sd = v.std(ddof=1) if len(v) > 1 else 0.0
@@ -198,6 +200,8 @@ def hypothesis_lines(name: str, arm: str, stats: dict) -> list[str]:
     lines = [f"| {name}: `{arm}` minus | accuracy difference, points [95 % CI] | reading |", "|---|---|---|"]
     for kind in ("primary", "secondary"):
         for other, p in stats[name][kind].items():
+            if "/" in other and not p.get("n"):
+                continue
             label = f"**{other}** (primary)" if kind == "primary" and "/" not in other else other
             lines.append(f"| {label} | {fmt(p)} | {verdict(p) if '/' not in other else ''} |")
     return [*lines, ""]
