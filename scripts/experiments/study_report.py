@@ -291,10 +291,10 @@ def write_report(out: Path, seeds: list[int]) -> dict:
         ]
         copy_study(out / "mixture", "mixture")
     if (out / "lark" / "results.json").exists():
-        arms = [a for a in finals(out / "lark")]
+        arms = [a for a, runs in finals(out / "lark").items() if runs]
         hyp = {}
         for mode in ("sample", "loss"):
-            if f"chi2_{mode}" in arms:
+            if f"chi2_{mode}" in arms and f"random_{mode}" in arms:
                 hyp[f"L1 ({mode})"] = (f"chi2_{mode}", f"random_{mode}", ["all", f"hard_{mode}"])
         stats = study_stats(out / "lark", hyp)
         drops = loss_drop(out / "lark", arms)
