@@ -142,7 +142,10 @@ def _figure(results: dict[str, dict[int, RunResult]], metric: str, path: Path) -
         if not curves:
             continue
         xs = [np.array([p[2] if use_tokens else p[0] for p in c], dtype=float) for c in curves]
-        grid = np.unique(np.concatenate(xs))
+        # Seeds are evaluated at different token counts: average them on a grid where every seed has a value
+        # (between the latest first and the earliest last evaluation), so the mean never jumps between subsets.
+        lo, hi = max(x[0] for x in xs), min(x[-1] for x in xs)
+        grid = np.linspace(lo, hi, 25) if hi > lo else np.array([hi])
         rows = [
             np.interp(grid, x, [p[1] for p in c], left=np.nan, right=np.nan) for x, c in zip(xs, curves, strict=True)
         ]
