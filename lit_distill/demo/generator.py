@@ -265,8 +265,8 @@ def _eval_problems(spec: DemoSpec) -> dict[str, list[Problem]]:
     }
 
 
-def build_eval(spec: DemoSpec) -> dict[str, list[dict]]:
-    """Held-out ``easy`` and ``hard`` problems as records with only the user turn."""
+def eval_records(sets: dict[str, list[Problem]]) -> dict[str, list[dict]]:
+    """Held-out problems as records with only the user turn and the reference answer (shared with the testbed)."""
     return {
         name: [
             {
@@ -279,8 +279,33 @@ def build_eval(spec: DemoSpec) -> dict[str, list[dict]]:
             }
             for i, p in enumerate(problems)
         ]
-        for name, problems in _eval_problems(spec).items()
+        for name, problems in sets.items()
     }
+
+
+def pool_records(name: str, problems: list[Problem], teachers, rng: random.Random, registry=None) -> list[dict]:
+    """One source's records, problem-major: every problem's K candidates (one per teacher) together."""
+    registry = registry or TEACHERS
+    return [
+        {
+            "source": name,
+            "problem_id": f"{name}-{i:05d}",
+            "candidate_id": k,
+            "teacher": teacher,
+            "messages": [
+                {"role": "user", "content": problem.question},
+                {"role": "assistant", "content": registry[teacher](problem, rng)},
+            ],
+            "answer": str(problem.value),
+        }
+        for i, problem in enumerate(problems)
+        for k, teacher in enumerate(teachers)
+    ]
+
+
+def build_eval(spec: DemoSpec) -> dict[str, list[dict]]:
+    """Held-out ``easy`` and ``hard`` problems as records with only the user turn."""
+    return eval_records(_eval_problems(spec))
 
 
 def build_pool(spec: DemoSpec) -> dict[str, list[dict]]:
@@ -291,22 +316,5 @@ def build_pool(spec: DemoSpec) -> dict[str, list[dict]]:
         problems = _unique_problems(
             _rng(spec.seed, 100 + s), difficulty, spec.problems_per_source, held_out[difficulty]
         )
-        style_rng = _rng(spec.seed, 200 + s)
-        records = []
-        for i, problem in enumerate(problems):
-            for k, teacher in enumerate(teachers):
-                records.append(
-                    {
-                        "source": name,
-                        "problem_id": f"{name}-{i:05d}",
-                        "candidate_id": k,
-                        "teacher": teacher,
-                        "messages": [
-                            {"role": "user", "content": problem.question},
-                            {"role": "assistant", "content": TEACHERS[teacher](problem, style_rng)},
-                        ],
-                        "answer": str(problem.value),
-                    }
-                )
-        pool[name] = records
+        pool[name] = pool_records(name, problems, teachers, _rng(spec.seed, 200 + s))
     return pool

@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from lit_distill.demo.generator import TEACHERS, Problem, sloppy, stepwise
+from lit_distill.demo.generator import TEACHERS, Problem, eval_records, pool_records, sloppy, stepwise
 
 TERMS = {"easy": (2, 3), "medium": (4, 4), "hard": (5, 6)}
 FILLER = (
@@ -122,20 +122,7 @@ def _eval_problems(spec: TestbedSpec) -> dict[str, list[Problem]]:
 
 def build_testbed_eval(spec: TestbedSpec) -> dict[str, list[dict]]:
     """Held-out problems per difficulty, user turn and reference answer only."""
-    return {
-        name: [
-            {
-                "source": f"eval_{name}",
-                "problem_id": f"eval_{name}-{i:05d}",
-                "candidate_id": 0,
-                "teacher": "",
-                "messages": [{"role": "user", "content": p.question}],
-                "answer": str(p.value),
-            }
-            for i, p in enumerate(problems)
-        ]
-        for name, problems in _eval_problems(spec).items()
-    }
+    return eval_records(_eval_problems(spec))
 
 
 def build_testbed_pool(spec: TestbedSpec) -> dict[str, list[dict]]:
@@ -145,20 +132,5 @@ def build_testbed_pool(spec: TestbedSpec) -> dict[str, list[dict]]:
     for s, (name, (difficulty, teachers, size)) in enumerate(TESTBED_SOURCES.items()):
         count = max(1, round(size * spec.scale))
         problems = _unique(_rng(spec.seed, 100 + s), difficulty, count, held_out[difficulty])
-        style_rng = _rng(spec.seed, 200 + s)
-        pool[name] = [
-            {
-                "source": name,
-                "problem_id": f"{name}-{i:05d}",
-                "candidate_id": k,
-                "teacher": teacher,
-                "messages": [
-                    {"role": "user", "content": problem.question},
-                    {"role": "assistant", "content": TESTBED_TEACHERS[teacher](problem, style_rng)},
-                ],
-                "answer": str(problem.value),
-            }
-            for i, problem in enumerate(problems)
-            for k, teacher in enumerate(teachers)
-        ]
+        pool[name] = pool_records(name, problems, teachers, _rng(spec.seed, 200 + s), TESTBED_TEACHERS)
     return pool
