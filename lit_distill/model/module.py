@@ -271,7 +271,8 @@ class DistillModule(pl.LightningModule):
             self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
             self._logger_step_aligned = True
 
-    def training_step(self, batch: dict, batch_idx: int):
+    def batch_loss(self, batch: dict, micro_batches_per_step: int = 1) -> tuple[torch.Tensor, SequenceStats]:
+        """The training loss of one micro-batch (and the per-sequence statistics it is reduced from)."""
         stats = self.student(**student_inputs(batch), chunk_size=self.chunk_size)
         loss = reduce_loss(
             stats,
@@ -280,8 +281,12 @@ class DistillModule(pl.LightningModule):
             reduction=self.loss_reduction,
             global_tokens=batch["global_tokens"],
             global_examples=batch["global_examples"],
-            micro_batches_per_step=self._micro_batches_per_step(),
+            micro_batches_per_step=micro_batches_per_step,
         )
+        return loss, stats
+
+    def training_step(self, batch: dict, batch_idx: int):
+        loss, stats = self.batch_loss(batch, self._micro_batches_per_step())
         if not self._check_finite(loss, batch):
             return None
         self._accumulate(batch, stats, loss)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from lit_distill.compare.stats import bootstrap_mean_ci, paired_difference
+from lit_distill.scoring.stats import spearman
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "configs" / "experiments" / "testbed.yaml"
@@ -174,8 +175,6 @@ def realised_drops(
     ``steps`` steps on candidate k alone, from the warm weights and a fresh optimiser (the student's weights
     are the warm ones again on return).
     """
-    from lit_distill.batch import student_inputs
-    from lit_distill.model.losses import reduce_loss
     from lit_distill.model.optim import SchedulerConfig, build_optimizer
 
     student = module.student
@@ -212,15 +211,7 @@ def realised_drops(
             student.train()
             for _ in range(settings.steps):
                 optimizer.zero_grad(set_to_none=True)
-                stats = student(**student_inputs(batch), chunk_size=module.chunk_size)
-                loss = reduce_loss(
-                    stats,
-                    batch["loss_weight"],
-                    mode=module.weight_mode,
-                    reduction=module.loss_reduction,
-                    global_tokens=batch["global_tokens"],
-                    global_examples=batch["global_examples"],
-                )
+                loss, _ = module.batch_loss(batch)  # the training loss, as training_step computes it
                 loss.backward()
                 if clip:
                     torch.nn.utils.clip_grad_norm_(student.parameters(), float(clip))
@@ -324,24 +315,6 @@ def run_seed(seed: int, out: Path, settings: Settings, warm: str = WARM) -> dict
 
 
 # ------------------------------------------------------------------------------------------------ statistics
-def ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1 with ties given their average rank (Spearman's convention)."""
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    start = np.cumsum(counts) - counts
-    return (start + (counts - 1) / 2.0)[inverse]
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman correlation (average ranks for ties); NaN if either side is constant or has < 2 values."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if len(x) < 2:
-        return float("nan")
-    rx, ry = ranks(x), ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
-    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
-
-
 def _ci(values: np.ndarray) -> dict:
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]

@@ -15,54 +15,33 @@ from pathlib import Path
 import numpy as np
 
 from lit_distill.compare.report import read_scalars
-from lit_distill.compare.stats import bootstrap_mean_ci
+from lit_distill.compare.stats import paired_difference
+from lit_distill.scoring.stats import spearman
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs" / "experiments"
 SOURCES = ["easy", "easy_wrong20", "easy_wrong45", "easy_verbose", "easy_filler", "medium", "medium_style2", "hard"]
 VARIANTS = ("A", "B", "C", "E")
 SETS = ("easy", "medium", "hard")
-RESAMPLES = 10_000
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks with ties averaged."""
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x), dtype=float)
-    for value in np.unique(x):
-        tied = x == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-def spearman(a, b) -> float:
-    """Spearman's rho (Pearson on tie-averaged ranks); nan when either side is constant."""
-    ra, rb = _ranks(np.asarray(a, dtype=float)), _ranks(np.asarray(b, dtype=float))
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def paired(a: dict[str, float], b: dict[str, float], k: int = 1) -> dict:
     """Paired difference a - b over shared seeds: mean, 95 % CI, Bonferroni CI over ``k`` comparisons, d_z."""
     seeds = sorted(set(a) & set(b))
-    d = np.array([a[s] - b[s] for s in seeds], dtype=float)
-    if len(d) == 0:
+    if not seeds:
         return {"n": 0}
-    lo, hi = bootstrap_mean_ci(d, confidence=0.95, resamples=RESAMPLES)
-    lo_adj, hi_adj = bootstrap_mean_ci(d, confidence=1 - 0.05 / k, resamples=RESAMPLES)
-    sd = d.std(ddof=1) if len(d) > 1 else float("nan")
+    p95 = paired_difference(a, b)
+    adj = paired_difference(a, b, confidence=1 - 0.05 / k)
     return {
-        "n": len(d),
-        "mean": float(d.mean()),
-        "ci95": [float(lo), float(hi)],
-        "ci_adjusted": [float(lo_adj), float(hi_adj)],
+        "n": p95.n,
+        "mean": p95.mean,
+        "ci95": [p95.ci_low, p95.ci_high],
+        "ci_adjusted": [adj.ci_low, adj.ci_high],
         "comparisons": k,
-        "d_z": float(d.mean() / sd) if sd and sd > 0 else float("nan"),
-        "wins": int((d > 0).sum()),
-        "losses": int((d < 0).sum()),
-        "per_seed": {str(s): float(x) for s, x in zip(seeds, d, strict=True)},
+        "d_z": p95.effect_size,
+        "wins": p95.wins,
+        "losses": p95.losses,
+        "per_seed": {str(s): float(a[s] - b[s]) for s in seeds},
     }
 
 
